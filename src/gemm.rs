@@ -1,0 +1,290 @@
+//! Matrix multiply: the only module that calls `matrixmultiply`.
+//!
+//! Matrices are given as raw pointers plus a row stride and a column stride (in elements), the
+//! convention of `matrixmultiply`: element (i, j) of A lives at `a + i * rsa + j * csa`. The kernels
+//! are single-threaded; callers parallelise over disjoint output tiles with rayon, so the result of
+//! every output element never depends on the thread count.
+
+use num_traits::Float;
+use rayon::prelude::*;
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{AddAssign, MulAssign, SubAssign};
+
+/// Element type of the engine: f32 for real runs, f64 for gradient checks.
+pub trait Real:
+    Float + Debug + Default + Send + Sync + Sum + AddAssign + SubAssign + MulAssign + 'static
+{
+    /// C = alpha * A B + beta * C, with A m x k, B k x n, C m x n.
+    ///
+    /// # Safety
+    /// Every element addressed through the given pointers and strides must be valid for reads
+    /// (A, B) or reads and writes (C), and C must not alias A or B.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+
+    /// Lossy conversion used for constants and reporting.
+    fn from_f64(v: f64) -> Self;
+    fn as_f64(self) -> f64;
+}
+
+impl Real for f32 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract of `Real::gemm`.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract of `Real::gemm`.
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+
+/// A read-only strided matrix view over a slice: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    fn strided(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let last = if rows * cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        };
+        assert!(last <= data.len(), "matrix view out of bounds");
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    /// A row-major `rows x cols` slice.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix slice length");
+        Self::strided(data, rows, cols, cols, 1)
+    }
+    /// The transpose of a row-major `cols x rows` slice, seen as `rows x cols`.
+    pub fn t(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix slice length");
+        Self::strided(data, rows, cols, 1, rows)
+    }
+    /// Columns `j0..j1` of this view.
+    pub fn cols(&self, j0: usize, j1: usize) -> Self {
+        assert!(j0 <= j1 && j1 <= self.cols, "column range");
+        let offset = if j0 == j1 { 0 } else { j0 * self.cs };
+        Self::strided(
+            &self.data[offset.min(self.data.len())..],
+            self.rows,
+            j1 - j0,
+            self.rs,
+            self.cs,
+        )
+    }
+    /// Rows `i0..i1` of this view.
+    pub fn rows(&self, i0: usize, i1: usize) -> Self {
+        assert!(i0 <= i1 && i1 <= self.rows, "row range");
+        let offset = if i0 == i1 { 0 } else { i0 * self.rs };
+        Self::strided(
+            &self.data[offset.min(self.data.len())..],
+            i1 - i0,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
+    }
+}
+
+/// Single-threaded `c = alpha * a b + beta * c`, `c` given as a row-major m x n slice with row
+/// stride `ldc` (so it can be a column block of a wider matrix).
+pub fn gemm_into<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T], ldc: usize) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    let (m, n) = (a.rows, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        n <= ldc && (m - 1) * ldc + n <= c.len(),
+        "output view out of bounds"
+    );
+    // SAFETY: `MatRef` guarantees its elements lie inside its slice, the assert above does the same
+    // for `c`, and `c` is a unique borrow so it aliases neither input.
+    unsafe {
+        T::gemm(
+            m,
+            a.cols,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        )
+    }
+}
+
+/// `c = alpha * a b + beta * c`, `c` row-major m x n.
+pub fn gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T]) {
+    assert_eq!(c.len(), a.rows * b.cols, "output length");
+    gemm_into(alpha, a, b, beta, c, b.cols);
+}
+
+/// `c = alpha * a b` (`c` row-major m x n) with rayon over fixed column tiles of `tile_cols`, so
+/// each element's arithmetic does not depend on the thread count.
+pub fn par_gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, c: &mut [T], tile_cols: usize) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    assert_eq!(c.len(), a.rows * b.cols, "output length");
+    let (m, n) = (a.rows, b.cols);
+    let tile = tile_cols.max(1);
+    let c_ptr = crate::ops::SharedMut(c.as_mut_ptr());
+    (0..n.div_ceil(tile)).into_par_iter().for_each(|t| {
+        let (j0, j1) = (t * tile, ((t + 1) * tile).min(n));
+        let bt = b.cols(j0, j1);
+        let c_ptr = c_ptr;
+        // SAFETY: tasks write disjoint column ranges j0..j1 of the m x n matrix `c` (in bounds by
+        // the asserts above); `MatRef` keeps the A and B elements inside their slices, and `c`
+        // was uniquely borrowed, so it aliases neither.
+        unsafe {
+            T::gemm(
+                m,
+                a.cols,
+                j1 - j0,
+                alpha,
+                a.data.as_ptr(),
+                a.rs as isize,
+                a.cs as isize,
+                bt.data.as_ptr(),
+                bt.rs as isize,
+                bt.cs as isize,
+                T::zero(),
+                c_ptr.0.add(j0),
+                n as isize,
+                1,
+            )
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_product_including_transposed_operands() {
+        let (m, k, n) = (7, 13, 5);
+        let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 11) as f64) - 5.0).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| ((i * 17 % 7) as f64) * 0.5).collect();
+        let want = naive(&a, &b, m, k, n);
+        let mut c = vec![0.0; m * n];
+        gemm(
+            1.0,
+            MatRef::new(&a, m, k),
+            MatRef::new(&b, k, n),
+            0.0,
+            &mut c,
+        );
+        assert_eq!(c, want);
+        // B^T stored as n x k, seen as k x n.
+        let mut bt = vec![0.0; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
+        let mut c2 = vec![1.0; m * n];
+        gemm(
+            1.0,
+            MatRef::new(&a, m, k),
+            MatRef::t(&bt, k, n),
+            0.0,
+            &mut c2,
+        );
+        assert_eq!(c2, want);
+    }
+}

@@ -1,0 +1,216 @@
+//! Image files in and out: decoding with limits, colour handling, resizing, conversion to and
+//! from net space, and atomic encoding.
+
+use crate::error::{Error, Result};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageBuffer, ImageReader, Limits, Rgb, Rgb32FImage, RgbImage};
+use ndarray::Array3;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Per-channel mean (R, G, B) subtracted from 0..255 pixels to reach net space.
+pub const MEAN: [f32; 3] = [123.68, 116.779, 103.939];
+
+/// Largest accepted input side and decoder allocation: a decompression bomb is an error, not an
+/// out-of-memory kill.
+pub const MAX_INPUT_SIDE: u32 = 20_000;
+pub const MAX_DECODE_BYTES: u64 = 2 << 30;
+
+fn image_err(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::Image {
+        path: path.into(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Decodes any format the `image` crate knows into linear-in-file-values RGB in 0..1. Grayscale
+/// is replicated to three channels, 16-bit precision is kept, and transparency is composited
+/// over white (transparent pixels often hold arbitrary colours).
+pub fn decode(path: impl AsRef<Path>) -> Result<Rgb32FImage> {
+    let path = path.as_ref();
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_INPUT_SIDE);
+    limits.max_image_height = Some(MAX_INPUT_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| image_err(path, e))?;
+    Ok(flatten_alpha(img))
+}
+
+fn flatten_alpha(img: DynamicImage) -> Rgb32FImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb32f();
+    }
+    let rgba = img.into_rgba32f();
+    ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let a = a.clamp(0.0, 1.0);
+        Rgb([r * a + 1.0 - a, g * a + 1.0 - a, b * a + 1.0 - a])
+    })
+}
+
+/// Scales so that the longer side is `long_side` pixels (up or down), keeping the aspect ratio.
+pub fn resize_long_side(img: &Rgb32FImage, long_side: u32) -> Rgb32FImage {
+    let (w, h) = img.dimensions();
+    if w.max(h) == long_side {
+        return img.clone();
+    }
+    let scale = long_side as f64 / w.max(h) as f64;
+    let nw = ((w as f64 * scale).round() as u32).max(1);
+    let nh = ((h as f64 * scale).round() as u32).max(1);
+    image::imageops::resize(img, nw, nh, FilterType::Lanczos3)
+}
+
+/// RGB in 0..1 to a net-space CHW array.
+pub fn rgb32f_to_net(img: &Rgb32FImage) -> Array3<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Array3::from_shape_fn((3, h, w), |(c, y, x)| {
+        img.get_pixel(x as u32, y as u32).0[c] * 255.0 - MEAN[c]
+    })
+}
+
+/// 8-bit RGB image to a net-space CHW array.
+pub fn rgb_to_net(img: &RgbImage) -> Array3<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    Array3::from_shape_fn((3, h, w), |(c, y, x)| {
+        img.get_pixel(x as u32, y as u32).0[c] as f32 - MEAN[c]
+    })
+}
+
+/// Net-space CHW array to an 8-bit RGB image (clamped and rounded). Panics unless 3 channels.
+pub fn net_to_rgb(x: &Array3<f32>) -> RgbImage {
+    let (c, h, w) = x.dim();
+    assert_eq!(c, 3, "net-space arrays have 3 channels");
+    ImageBuffer::from_fn(w as u32, h as u32, |px, py| {
+        Rgb(std::array::from_fn(|ch| {
+            (x[[ch, py as usize, px as usize]] + MEAN[ch])
+                .round()
+                .clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
+/// Decodes `path` and resizes it so the long side is `long_side`, in net space.
+pub fn load_net(path: impl AsRef<Path>, long_side: u32) -> Result<Array3<f32>> {
+    Ok(rgb32f_to_net(&resize_long_side(&decode(path)?, long_side)))
+}
+
+/// Output encodings, chosen by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Png,
+    Jpeg,
+}
+
+impl OutputFormat {
+    /// The format a path's extension asks for.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("png") => Ok(OutputFormat::Png),
+            Some("jpg" | "jpeg") => Ok(OutputFormat::Jpeg),
+            _ => Err(image_err(path, "output must end in .png, .jpg or .jpeg")),
+        }
+    }
+}
+
+/// Encodes a net-space array to `path` (PNG or JPEG by extension). The bytes go to a temporary
+/// file beside the target, which is renamed over it only when complete, so a failure never
+/// leaves a partial file nor destroys an existing one.
+pub fn save_net(x: &Array3<f32>, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let format = OutputFormat::from_path(path)?;
+    if x.dim().0 != 3 {
+        return Err(Error::Shape(format!(
+            "expected 3 channels, got {}",
+            x.dim().0
+        )));
+    }
+    let rgb = net_to_rgb(x);
+    let mut bytes = Vec::new();
+    let encoded = match format {
+        OutputFormat::Png => {
+            rgb.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
+        }
+        OutputFormat::Jpeg => rgb.write_with_encoder(
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95),
+        ),
+    };
+    encoded.map_err(|e| image_err(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| image_err(path, "output path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_space_round_trips_8_bit_pixels() {
+        let img = RgbImage::from_fn(5, 3, |x, y| Rgb([(x * 50) as u8, (y * 100) as u8, 255]));
+        let net = rgb_to_net(&img);
+        assert_eq!(net.dim(), (3, 3, 5));
+        assert!((net[[0, 0, 0]] + 123.68).abs() < 1e-4);
+        assert_eq!(net_to_rgb(&net), img);
+    }
+
+    #[test]
+    fn resize_sets_the_long_side() {
+        let img = Rgb32FImage::new(300, 200);
+        let r = resize_long_side(&img, 96);
+        assert_eq!(r.dimensions(), (96, 64));
+        let r = resize_long_side(&Rgb32FImage::new(10, 40), 80);
+        assert_eq!(r.dimensions(), (20, 80));
+    }
+
+    #[test]
+    fn transparency_is_composited_over_white() {
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            1,
+            1,
+            image::Rgba([0, 0, 0, 0]),
+        ));
+        assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn unknown_output_extension_is_an_error() {
+        assert!(OutputFormat::from_path(Path::new("a.gif")).is_err());
+        assert_eq!(
+            OutputFormat::from_path(Path::new("a.JPG")).unwrap(),
+            OutputFormat::Jpeg
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! neural-style: CPU-only neural style transfer (Gatys, Ecker & Bethge 2015) on a VGG-19 whose
+//! forward and backward passes are written from scratch on im2col + SIMD GEMM.
+//!
+//! Arrays are `ndarray::Array3<f32>` in CHW layout and *net space*: RGB in 0..255 minus the
+//! per-channel ImageNet mean ([`image::MEAN`]), the space the Caffe VGG-19 weights expect.
+//!
+//! ```no_run
+//! use neural_style::{image, Adam, LossConfig, Objective, Vgg19};
+//!
+//! # fn main() -> Result<(), neural_style::Error> {
+//! let config = LossConfig::default(); // the seed's configuration
+//! let vgg = Vgg19::load_for("weights/vgg19.npz", &config)?;
+//! let content = image::load_net("examples/content.jpg", 256)?;
+//! let style = image::load_net("examples/style.jpg", 256)?;
+//! let objective = Objective::new(&vgg, &content, &[(style, 1.0)], &config)?;
+//!
+//! let mut x = content.clone();
+//! let mut adam = Adam::new(2.0, 0.9, 0.999, 1e-8)?;
+//! for _ in 0..100 {
+//!     let eval = objective.evaluate(&x)?;
+//!     adam.step(x.as_slice_mut().unwrap(), eval.grad.as_slice().unwrap());
+//! }
+//! image::save_net(&x, "painted.png")?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod error;
+pub mod gemm;
+pub mod image;
+pub mod loss;
+pub mod npz;
+pub mod ops;
+pub mod optim;
+pub mod vgg;
+
+pub use error::{Error, Result};
+pub use gemm::Real;
+pub use loss::{Evaluation, LossConfig, Objective};
+pub use ops::Pool;
+pub use optim::Adam;
+pub use vgg::{Vgg, Vgg19};

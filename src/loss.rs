@@ -1,0 +1,385 @@
+//! The objective of DESIGN.md: content, Gram style and total-variation losses, each returning its
+//! value and its explicit gradient, and `Objective`, which runs the network forward, gathers the
+//! tap gradients and runs it backward to the pixels.
+//!
+//! Values are accumulated in f64 whatever the element type; every reduction runs over fixed
+//! chunks summed in order, so results do not depend on the thread count.
+
+use crate::error::{Error, Result};
+use crate::gemm::{gemm, par_gemm, MatRef, Real};
+use crate::ops::Pool;
+use crate::vgg::{layer_index, Vgg};
+use ndarray::Array3;
+use rayon::prelude::*;
+
+/// Elements per chunk of the ordered parallel reductions.
+const SUM_CHUNK: usize = 1 << 15;
+/// Pixels per partial Gram product.
+const GRAM_CHUNK: usize = 1 << 13;
+/// Pixels per column tile of the style-gradient product.
+const GRAD_TILE: usize = 1 << 11;
+
+/// sum f(a_i, b_i) in f64, deterministic.
+fn ordered_sum<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64 + Sync) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let parts: Vec<f64> = a
+        .par_chunks(SUM_CHUNK)
+        .zip(b.par_chunks(SUM_CHUNK))
+        .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| f(x, y)).sum())
+        .collect();
+    parts.iter().sum()
+}
+
+/// Gram matrix `F F^T / n` of `f` (`c x n`, row-major), `c x c`.
+pub fn gram<T: Real>(f: &[T], c: usize, n: usize) -> Vec<T> {
+    assert_eq!(f.len(), c * n);
+    let fm = MatRef::new(f, c, n);
+    let ft = MatRef::t(f, n, c);
+    let partials: Vec<Vec<T>> = (0..n.div_ceil(GRAM_CHUNK))
+        .into_par_iter()
+        .map(|t| {
+            let (j0, j1) = (t * GRAM_CHUNK, ((t + 1) * GRAM_CHUNK).min(n));
+            let mut g = vec![T::zero(); c * c];
+            gemm(
+                T::one(),
+                fm.cols(j0, j1),
+                ft.rows(j0, j1),
+                T::zero(),
+                &mut g,
+            );
+            g
+        })
+        .collect();
+    let mut g = vec![T::zero(); c * c];
+    for p in &partials {
+        for (a, &b) in g.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    let inv_n = T::one() / T::from_f64(n as f64);
+    g.iter_mut().for_each(|v| *v *= inv_n);
+    g
+}
+
+/// Style loss of one layer, `1/(4 c^2) * sum (G(f) - target)^2`, and its gradient with respect
+/// to `f` (`c x n`), scaled by `grad_scale`: `grad_scale * (G - T) F / (c^2 n)`.
+pub fn style_loss<T: Real>(
+    f: &[T],
+    c: usize,
+    n: usize,
+    target: &[T],
+    grad_scale: T,
+) -> (f64, Vec<T>) {
+    assert_eq!(target.len(), c * c);
+    let mut diff = gram(f, c, n);
+    diff.iter_mut().zip(target).for_each(|(g, &t)| *g -= t);
+    let value = diff.iter().map(|d| d.as_f64().powi(2)).sum::<f64>() / (4.0 * (c * c) as f64);
+    let mut grad = vec![T::zero(); c * n];
+    let scale = grad_scale / T::from_f64((c * c) as f64 * n as f64);
+    par_gemm(
+        scale,
+        MatRef::new(&diff, c, c),
+        MatRef::new(f, c, n),
+        &mut grad,
+        GRAD_TILE,
+    );
+    (value, grad)
+}
+
+/// Content loss of one layer, `1/(4 len) * sum (a - target)^2`, and its gradient scaled by
+/// `grad_scale`: `grad_scale * (a - target) / (2 len)`.
+pub fn content_loss<T: Real>(a: &[T], target: &[T], grad_scale: T) -> (f64, Vec<T>) {
+    assert_eq!(a.len(), target.len());
+    let len = a.len() as f64;
+    let value = ordered_sum(a, target, |x, y| (x.as_f64() - y.as_f64()).powi(2)) / (4.0 * len);
+    let k = grad_scale / T::from_f64(2.0 * len);
+    let grad = a
+        .par_iter()
+        .zip(target)
+        .map(|(&x, &y)| (x - y) * k)
+        .collect();
+    (value, grad)
+}
+
+/// Total variation of `x` (`c x h x w`), `1/(c h w) * sum of squared vertical and horizontal
+/// neighbour differences`, and its gradient scaled by `grad_scale`.
+pub fn tv_loss<T: Real>(x: &[T], c: usize, h: usize, w: usize, grad_scale: T) -> (f64, Vec<T>) {
+    assert_eq!(x.len(), c * h * w);
+    let norm = (c * h * w) as f64;
+    let k = grad_scale * T::from_f64(2.0 / norm);
+    let mut grad = vec![T::zero(); x.len()];
+    let parts: Vec<f64> = grad
+        .par_chunks_mut(h * w)
+        .zip(x.par_chunks(h * w))
+        .map(|(g, p)| {
+            let mut s = 0.0;
+            for i in 0..h {
+                for j in 0..w {
+                    let at = i * w + j;
+                    for (ok, next) in [(i + 1 < h, at + w), (j + 1 < w, at + 1)] {
+                        if ok {
+                            let d = p[next] - p[at];
+                            s += d.as_f64().powi(2);
+                            g[next] += d * k;
+                            g[at] -= d * k;
+                        }
+                    }
+                }
+            }
+            s
+        })
+        .collect();
+    (parts.iter().sum::<f64>() / norm, grad)
+}
+
+/// Which layers the objective reads and how much each counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossConfig {
+    /// Content layers (`convB_I` or `reluB_I`) and their weights w_l.
+    pub content_layers: Vec<(String, f64)>,
+    /// Style layers and their weights lambda_l.
+    pub style_layers: Vec<(String, f64)>,
+    /// alpha.
+    pub content_weight: f64,
+    /// beta.
+    pub style_weight: f64,
+    /// gamma.
+    pub tv_weight: f64,
+    /// Pooling between blocks.
+    pub pool: Pool,
+}
+
+impl Default for LossConfig {
+    /// The seed's configuration: content conv4_2; style conv1_1..conv5_1 at 0.2 each; alpha 10,
+    /// beta 40, no total variation; average pooling.
+    fn default() -> Self {
+        let style = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"];
+        LossConfig {
+            content_layers: vec![("conv4_2".into(), 1.0)],
+            style_layers: style.iter().map(|l| (l.to_string(), 0.2)).collect(),
+            content_weight: 10.0,
+            style_weight: 40.0,
+            tv_weight: 0.0,
+            pool: Pool::Avg,
+        }
+    }
+}
+
+impl LossConfig {
+    /// Resolves layer names to indices, rejecting unknown names and bad weights.
+    fn resolve(layers: &[(String, f64)], what: &str) -> Result<Vec<(usize, f64)>> {
+        layers
+            .iter()
+            .map(|(name, w)| {
+                let i = layer_index(name).ok_or_else(|| {
+                    Error::Config(format!("unknown {what} layer '{name}' (expected conv1_1..conv5_4 or relu1_1..relu5_4)"))
+                })?;
+                if !w.is_finite() || *w < 0.0 {
+                    return Err(Error::Config(format!("{what} layer {name}: weight {w} must be finite and >= 0")));
+                }
+                Ok((i, *w))
+            })
+            .collect()
+    }
+
+    /// Number of layers the network must run for this objective.
+    pub fn depth(&self) -> Result<usize> {
+        let c = Self::resolve(&self.content_layers, "content")?;
+        let s = Self::resolve(&self.style_layers, "style")?;
+        c.iter()
+            .chain(&s)
+            .map(|&(i, _)| i + 1)
+            .max()
+            .ok_or_else(|| Error::Config("no content or style layers".into()))
+    }
+}
+
+/// Value and gradient of the objective at one image.
+#[derive(Debug, Clone)]
+pub struct Evaluation<T = f32> {
+    /// J_c (unweighted by alpha).
+    pub content: f64,
+    /// J_s (unweighted by beta).
+    pub style: f64,
+    /// J_tv (unweighted by gamma).
+    pub tv: f64,
+    /// J = alpha J_c + beta J_s + gamma J_tv.
+    pub total: f64,
+    /// dJ/dx, same shape as x.
+    pub grad: Array3<T>,
+}
+
+/// The style-transfer objective for one content image and a blend of style images.
+pub struct Objective<'a, T: Real = f32> {
+    vgg: &'a Vgg<T>,
+    config: LossConfig,
+    depth: usize,
+    shape: [usize; 3],
+    content: Vec<(usize, f64, Vec<T>)>,
+    style: Vec<(usize, f64, Vec<T>)>,
+}
+
+fn contiguous<T: Real>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+fn check_finite<T: Real>(what: &str, a: &Array3<T>) -> Result<()> {
+    if a.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!("{what} contains NaN or infinity")))
+    }
+}
+
+impl<'a, T: Real> Objective<'a, T> {
+    /// Precomputes the content targets and the blended Gram targets. Arrays are CHW in net space;
+    /// `styles` pairs each style image with its blend weight (normalised to sum to 1).
+    pub fn new(
+        vgg: &'a Vgg<T>,
+        content: &Array3<T>,
+        styles: &[(Array3<T>, T)],
+        config: &LossConfig,
+    ) -> Result<Self> {
+        let content_idx = LossConfig::resolve(&config.content_layers, "content")?;
+        let style_idx = LossConfig::resolve(&config.style_layers, "style")?;
+        let depth = config.depth()?;
+        for (name, v) in [
+            ("content weight", config.content_weight),
+            ("style weight", config.style_weight),
+            ("tv weight", config.tv_weight),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Config(format!("{name} {v} must be finite and >= 0")));
+            }
+        }
+        let shape = content.shape();
+        vgg.check_input(shape, depth)?;
+        check_finite("content image", content)?;
+        let shape = [shape[0], shape[1], shape[2]];
+
+        let acts = vgg.forward(&contiguous(content), shape[1], shape[2], depth, config.pool);
+        let content_targets = content_idx
+            .iter()
+            .map(|&(i, w)| (i, w, acts.outputs[i].data.clone()))
+            .collect();
+        drop(acts);
+
+        if !style_idx.is_empty() && styles.is_empty() {
+            return Err(Error::Config(
+                "style layers are set but no style image was given".into(),
+            ));
+        }
+        let blend_sum: f64 = styles.iter().map(|(_, b)| b.as_f64()).sum();
+        if styles.iter().any(|(_, b)| !b.is_finite() || *b < T::zero())
+            || (!styles.is_empty() && blend_sum <= 0.0)
+        {
+            return Err(Error::Config(
+                "style blend weights must be >= 0 with a positive sum".into(),
+            ));
+        }
+        let mut style_targets: Vec<(usize, f64, Vec<T>)> =
+            style_idx.iter().map(|&(i, w)| (i, w, Vec::new())).collect();
+        if let Some(style_depth) = style_idx.iter().map(|&(i, _)| i + 1).max() {
+            for (k, (img, b)) in styles.iter().enumerate() {
+                vgg.check_input(img.shape(), style_depth)?;
+                check_finite(&format!("style image {}", k + 1), img)?;
+                let (h, w) = (img.shape()[1], img.shape()[2]);
+                let acts = vgg.forward(&contiguous(img), h, w, style_depth, config.pool);
+                let b = T::from_f64(b.as_f64() / blend_sum);
+                for (i, _, target) in style_targets.iter_mut() {
+                    let out = &acts.outputs[*i];
+                    let g = gram(&out.data, out.c, out.h * out.w);
+                    if target.is_empty() {
+                        target.resize(g.len(), T::zero());
+                    }
+                    target.iter_mut().zip(&g).for_each(|(t, &g)| *t += b * g);
+                }
+            }
+        }
+        Ok(Objective {
+            vgg,
+            config: config.clone(),
+            depth,
+            shape,
+            content: content_targets,
+            style: style_targets,
+        })
+    }
+
+    /// The configuration this objective was built with.
+    pub fn config(&self) -> &LossConfig {
+        &self.config
+    }
+
+    /// The `[3, h, w]` shape every evaluated image must have (the content image's).
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// Value of every term and dJ/dx at `x` (CHW, net space, the content image's shape).
+    pub fn evaluate(&self, x: &Array3<T>) -> Result<Evaluation<T>> {
+        if x.shape() != self.shape {
+            return Err(Error::Shape(format!(
+                "image has shape {:?}, the objective expects {:?}",
+                x.shape(),
+                self.shape
+            )));
+        }
+        check_finite("image", x)?;
+        let [c, h, w] = self.shape;
+        let cfg = &self.config;
+        let xs = contiguous(x);
+        let acts = self.vgg.forward(&xs, h, w, self.depth, cfg.pool);
+        let mut taps: Vec<Option<Vec<T>>> = (0..self.depth).map(|_| None).collect();
+        let mut add_tap = |i: usize, g: Vec<T>| match &mut taps[i] {
+            Some(t) => t.iter_mut().zip(&g).for_each(|(a, &b)| *a += b),
+            slot => *slot = Some(g),
+        };
+
+        let mut content = 0.0;
+        for (i, wl, target) in &self.content {
+            let (v, g) = content_loss(
+                &acts.outputs[*i].data,
+                target,
+                T::from_f64(cfg.content_weight * wl),
+            );
+            content += wl * v;
+            add_tap(*i, g);
+        }
+        let mut style = 0.0;
+        for (i, wl, target) in &self.style {
+            let out = &acts.outputs[*i];
+            let (v, g) = style_loss(
+                &out.data,
+                out.c,
+                out.h * out.w,
+                target,
+                T::from_f64(cfg.style_weight * wl),
+            );
+            style += wl * v;
+            add_tap(*i, g);
+        }
+        let mut grad = self.vgg.backward(&acts, &mut taps, cfg.pool);
+        drop(acts);
+        let (tv, tv_grad) = tv_loss(&xs, c, h, w, T::from_f64(cfg.tv_weight));
+        if cfg.tv_weight != 0.0 {
+            grad.iter_mut().zip(&tv_grad).for_each(|(a, &b)| *a += b);
+        }
+        let total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv;
+        if !total.is_finite() {
+            return Err(Error::NonFinite(format!("objective is {total}")));
+        }
+        let grad =
+            Array3::from_shape_vec((c, h, w), grad).map_err(|e| Error::Shape(e.to_string()))?;
+        Ok(Evaluation {
+            content,
+            style,
+            tv,
+            total,
+            grad,
+        })
+    }
+}

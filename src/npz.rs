@@ -1,0 +1,80 @@
+//! Reading float arrays out of an uncompressed or deflated `.npz` archive (via npyz).
+
+use crate::error::{Error, Result};
+use crate::gemm::Real;
+use npyz::npz::NpzArchive;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+/// An open `.npz` archive; every failure is reported as `Error::Weights` naming file and key.
+pub struct Npz {
+    archive: NpzArchive<BufReader<File>>,
+    path: PathBuf,
+}
+
+/// A dense C-order array read from an archive.
+pub struct Array<T> {
+    pub shape: Vec<usize>,
+    pub data: Vec<T>,
+}
+
+impl Npz {
+    /// Opens `path`; a missing file is `Error::Io` with `NotFound`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let archive = NpzArchive::new(BufReader::new(file)).map_err(|e| Error::Weights {
+            path: path.into(),
+            detail: format!("not a readable .npz archive ({e})"),
+        })?;
+        Ok(Npz {
+            archive,
+            path: path.into(),
+        })
+    }
+
+    /// Reads array `key` (stored as f32 or f64) converted to `T`; a missing key is an error.
+    pub fn array<T: Real>(&mut self, key: &str) -> Result<Array<T>> {
+        let path = &self.path;
+        let err = |detail: String| Error::Weights {
+            path: path.clone(),
+            detail: format!("{key}: {detail}"),
+        };
+        let npy = match self.archive.by_name(key) {
+            Ok(Some(npy)) => npy,
+            Ok(None) => return Err(err("missing".into())),
+            Err(e) => return Err(err(format!("unreadable ({e})"))),
+        };
+        if npy.order() != npyz::Order::C {
+            return Err(err("Fortran-order arrays are not supported".into()));
+        }
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let descr = npy.dtype().descr();
+        let data: std::io::Result<Vec<T>> = if descr.contains("<f4") {
+            npy.into_vec::<f32>()
+                .map(|v| v.into_iter().map(|x| T::from_f64(x as f64)).collect())
+        } else if descr.contains("<f8") {
+            npy.into_vec::<f64>()
+                .map(|v| v.into_iter().map(T::from_f64).collect())
+        } else {
+            return Err(err(format!("dtype {descr} is not little-endian f4 or f8")));
+        };
+        let data = data.map_err(|e| err(format!("truncated or corrupt data ({e})")))?;
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(err("data length disagrees with its shape".into()));
+        }
+        Ok(Array { shape, data })
+    }
+
+    /// Reads a scalar (any shape with one element) as f64.
+    pub fn scalar(&mut self, key: &str) -> Result<f64> {
+        let a = self.array::<f64>(key)?;
+        match a.data.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(Error::Weights {
+                path: self.path.clone(),
+                detail: format!("{key}: expected a single value"),
+            }),
+        }
+    }
+}

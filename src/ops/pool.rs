@@ -1,0 +1,146 @@
+//! 2x2 stride-2 pooling (average or max), floor mode: an odd last row or column is dropped, and
+//! gets zero gradient, as in PyTorch.
+
+use crate::gemm::Real;
+use rayon::prelude::*;
+
+/// Pooling kind between VGG blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pool {
+    /// Average pooling: smoother gradients, what Gatys et al. recommend.
+    #[default]
+    Avg,
+    /// Max pooling, as in the original VGG.
+    Max,
+}
+
+/// Index (0..4) of the max of a 2x2 window; the first wins ties.
+fn argmax4<T: Real>(v: [T; 4]) -> usize {
+    let mut best = 0;
+    for i in 1..4 {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn window<T: Real>(plane: &[T], w: usize, oy: usize, ox: usize) -> [T; 4] {
+    let i = 2 * oy * w + 2 * ox;
+    [plane[i], plane[i + 1], plane[i + w], plane[i + w + 1]]
+}
+
+/// Pools `input` (c x h x w) into `out` (c x h/2 x w/2).
+pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, out: &mut [T]) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert_eq!(input.len(), c * h * w);
+    assert_eq!(out.len(), c * oh * ow);
+    if oh * ow == 0 {
+        return;
+    }
+    let quarter = T::from_f64(0.25);
+    out.par_chunks_mut(oh * ow)
+        .zip(input.par_chunks(h * w))
+        .for_each(|(o, plane)| {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let v = window(plane, w, oy, ox);
+                    o[oy * ow + ox] = match kind {
+                        Pool::Avg => (v[0] + v[1] + v[2] + v[3]) * quarter,
+                        Pool::Max => v[argmax4(v)],
+                    };
+                }
+            }
+        });
+}
+
+/// Gradient with respect to the input: `grad_in` (c x h x w) from `grad_out` (c x h/2 x w/2).
+/// Max pooling routes each gradient to its window's argmax, recomputed from `input`.
+pub fn pool2x2_backward<T: Real>(
+    kind: Pool,
+    input: &[T],
+    c: usize,
+    h: usize,
+    w: usize,
+    grad_out: &[T],
+    grad_in: &mut [T],
+) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert_eq!(grad_in.len(), c * h * w);
+    assert_eq!(grad_out.len(), c * oh * ow);
+    let quarter = T::from_f64(0.25);
+    grad_in
+        .par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(ch, gi)| {
+            gi.fill(T::zero());
+            let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
+            let plane = &input[ch * h * w..(ch + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let g = go[oy * ow + ox];
+                    let base = 2 * oy * w + 2 * ox;
+                    let offsets = [0, 1, w, w + 1];
+                    match kind {
+                        Pool::Avg => {
+                            for off in offsets {
+                                gi[base + off] = g * quarter;
+                            }
+                        }
+                        Pool::Max => {
+                            let k = argmax4(window(plane, w, oy, ox));
+                            gi[base + offsets[k]] = g;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::{max_rel_err, noise, numeric_grad};
+
+    fn check(kind: Pool) {
+        // Odd height and width exercise the dropped row and column.
+        let (c, h, w) = (3, 7, 9);
+        let x = noise(c * h * w, 11);
+        let wts = noise(c * (h / 2) * (w / 2), 12);
+        let loss = |x: &[f64]| {
+            let mut o = vec![0.0; c * (h / 2) * (w / 2)];
+            pool2x2(kind, x, c, h, w, &mut o);
+            o.iter().zip(&wts).map(|(a, b)| a * b).sum::<f64>()
+        };
+        let mut g = vec![0.0; c * h * w];
+        pool2x2_backward(kind, &x, c, h, w, &wts, &mut g);
+        let num = numeric_grad(&x, 1e-6, loss);
+        assert!(max_rel_err(&g, &num) < 1e-8, "{kind:?}");
+        // The dropped last row and column receive no gradient.
+        for ch in 0..c {
+            for x in 0..w {
+                assert_eq!(g[ch * h * w + (h - 1) * w + x], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn avg_gradient_matches_finite_differences() {
+        check(Pool::Avg);
+    }
+
+    #[test]
+    fn max_gradient_matches_finite_differences() {
+        check(Pool::Max);
+    }
+
+    #[test]
+    fn forward_values() {
+        let x: Vec<f64> = (0..16).map(|v| v as f64).collect();
+        let mut o = vec![0.0; 4];
+        pool2x2(Pool::Avg, &x, 1, 4, 4, &mut o);
+        assert_eq!(o, vec![2.5, 4.5, 10.5, 12.5]);
+        pool2x2(Pool::Max, &x, 1, 4, 4, &mut o);
+        assert_eq!(o, vec![5.0, 7.0, 13.0, 15.0]);
+    }
+}

@@ -1,0 +1,253 @@
+//! VGG-19's 16 convolution layers: the layer table, weight loading with validation, the forward
+//! pass that keeps every post-ReLU output (the taps, and what the backward pass needs), and the
+//! backward pass from tap gradients to the input pixels. The network is frozen: no weight
+//! gradients are ever computed.
+
+use crate::error::{Error, Result};
+use crate::gemm::Real;
+use crate::loss::LossConfig;
+use crate::npz::Npz;
+use crate::ops::{conv3x3, pool2x2, pool2x2_backward, relu, relu_backward, rotate_kernel, Pool};
+use std::path::Path;
+
+/// Layer names in network order.
+pub const LAYER_NAMES: [&str; 16] = [
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+    "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1", "conv5_2", "conv5_3", "conv5_4",
+];
+
+/// Output channels of each block in the real VGG-19.
+pub const VGG19_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
+
+/// Block (0-based) of each layer.
+fn block_of(layer: usize) -> usize {
+    [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4][layer]
+}
+
+/// Index of a layer given as `convB_I` or its synonym `reluB_I` (the taps are post-ReLU).
+pub fn layer_index(name: &str) -> Option<usize> {
+    let conv = name.strip_prefix("relu").map(|rest| format!("conv{rest}"));
+    let name = conv.as_deref().unwrap_or(name);
+    LAYER_NAMES.iter().position(|&n| n == name)
+}
+
+/// Smallest image side that survives the poolings before `layer`.
+pub fn min_side(layer: usize) -> usize {
+    1 << block_of(layer)
+}
+
+struct ConvLayer<T> {
+    cin: usize,
+    cout: usize,
+    weight: Vec<T>,
+    /// Kernel of the input-gradient convolution (see `ops::conv`).
+    weight_rot: Vec<T>,
+    bias: Vec<T>,
+}
+
+/// A VGG-19 convolution stack holding its first `depth()` layers.
+pub struct Vgg<T: Real = f32> {
+    layers: Vec<ConvLayer<T>>,
+}
+
+/// The engine's network type: f32 weights.
+pub type Vgg19 = Vgg<f32>;
+
+/// One layer's post-ReLU output, `c x h x w`.
+pub struct LayerOutput<T> {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub data: Vec<T>,
+}
+
+/// Everything a forward pass leaves behind: one output per layer run.
+pub struct Activations<T> {
+    pub outputs: Vec<LayerOutput<T>>,
+}
+
+impl<T: Real> Vgg<T> {
+    /// Loads all 16 layers of the real VGG-19 from the project's `.npz` format.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_layers(path, &VGG19_WIDTHS, LAYER_NAMES.len())
+    }
+
+    /// Loads the real VGG-19, validating every layer but keeping only those `config` needs.
+    pub fn load_for(path: impl AsRef<Path>, config: &LossConfig) -> Result<Self> {
+        Self::load_layers(path, &VGG19_WIDTHS, config.depth()?)
+    }
+
+    /// Validates all 16 layers of `path` against the block `widths`, but keeps only the first
+    /// `depth` in memory (the ones the losses need).
+    pub fn load_layers(path: impl AsRef<Path>, widths: &[usize; 5], depth: usize) -> Result<Self> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::WeightsMissing(path.into()));
+        }
+        if depth == 0 || depth > LAYER_NAMES.len() {
+            return Err(Error::Config(format!(
+                "network depth {depth} not in 1..=16"
+            )));
+        }
+        let mut npz = Npz::open(path)?;
+        let bad = |key: &str, detail: String| Error::Weights {
+            path: path.into(),
+            detail: format!("{key}: {detail}"),
+        };
+        let mut layers = Vec::with_capacity(depth);
+        let mut cin = 3;
+        for (i, name) in LAYER_NAMES.iter().enumerate() {
+            let cout = widths[block_of(i)];
+            let wkey = format!("{name}.weight");
+            let bkey = format!("{name}.bias");
+            let weight = npz.array::<T>(&wkey)?;
+            if weight.shape != [cout, cin, 3, 3] {
+                return Err(bad(
+                    &wkey,
+                    format!("shape {:?}, expected [{cout}, {cin}, 3, 3]", weight.shape),
+                ));
+            }
+            let bias = npz.array::<T>(&bkey)?;
+            if bias.shape != [cout] {
+                return Err(bad(
+                    &bkey,
+                    format!("shape {:?}, expected [{cout}]", bias.shape),
+                ));
+            }
+            for (key, data) in [(&wkey, &weight.data), (&bkey, &bias.data)] {
+                if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+                    return Err(bad(key, format!("non-finite value {v:?}")));
+                }
+            }
+            if i < depth {
+                layers.push(ConvLayer {
+                    cin,
+                    cout,
+                    weight_rot: rotate_kernel(&weight.data, cout, cin),
+                    weight: weight.data,
+                    bias: bias.data,
+                });
+            }
+            cin = cout;
+        }
+        Ok(Vgg { layers })
+    }
+
+    /// Number of layers held (and the deepest that can be run).
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Checks that a `3 x h x w` input can be run through the first `depth` layers.
+    pub fn check_input(&self, shape: &[usize], depth: usize) -> Result<()> {
+        if depth == 0 || depth > self.depth() {
+            return Err(Error::Config(format!(
+                "needs layer {}, but only {} layers are loaded",
+                LAYER_NAMES[depth.clamp(1, 16) - 1],
+                self.depth()
+            )));
+        }
+        let [c, h, w] = shape else {
+            return Err(Error::Shape(format!(
+                "expected a 3-d CHW array, got {shape:?}"
+            )));
+        };
+        if *c != 3 {
+            return Err(Error::Shape(format!("expected 3 channels, got {c}")));
+        }
+        let need = min_side(depth - 1);
+        if *h < need || *w < need {
+            return Err(Error::Shape(format!(
+                "image {w}x{h} is too small for {}: each side needs at least {need} pixels",
+                LAYER_NAMES[depth - 1]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the first `depth` layers on `x` (`3 x h x w`), keeping every post-ReLU output.
+    /// The caller checks the shape first (`check_input`).
+    pub fn forward(&self, x: &[T], h: usize, w: usize, depth: usize, pool: Pool) -> Activations<T> {
+        let mut outputs: Vec<LayerOutput<T>> = Vec::with_capacity(depth);
+        let mut pooled = Vec::new();
+        for (i, layer) in self.layers[..depth].iter().enumerate() {
+            let (input, h, w): (&[T], usize, usize) = match outputs.last() {
+                None => (x, h, w),
+                Some(prev) if block_of(i) != block_of(i - 1) => {
+                    let (ph, pw) = (prev.h / 2, prev.w / 2);
+                    pooled.resize(prev.c * ph * pw, T::zero());
+                    pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, &mut pooled);
+                    (&pooled, ph, pw)
+                }
+                Some(prev) => (&prev.data, prev.h, prev.w),
+            };
+            let mut out = vec![T::zero(); layer.cout * h * w];
+            conv3x3(
+                input,
+                layer.cin,
+                h,
+                w,
+                &layer.weight,
+                layer.cout,
+                Some(&layer.bias),
+                &mut out,
+            );
+            relu(&mut out);
+            outputs.push(LayerOutput {
+                c: layer.cout,
+                h,
+                w,
+                data: out,
+            });
+        }
+        Activations { outputs }
+    }
+
+    /// Gradient with respect to the input pixels, given the gradient of the objective with
+    /// respect to some of the layer outputs (`tap_grads[i]` for layer `i`, same shape as its
+    /// output). `tap_grads` is consumed as scratch space.
+    pub fn backward(
+        &self,
+        acts: &Activations<T>,
+        tap_grads: &mut [Option<Vec<T>>],
+        pool: Pool,
+    ) -> Vec<T> {
+        let depth = acts.outputs.len();
+        assert_eq!(tap_grads.len(), depth);
+        // Gradient with respect to the input of layer i + 1, carried down.
+        let mut carried: Option<Vec<T>> = None;
+        for i in (0..depth).rev() {
+            let out = &acts.outputs[i];
+            let mut g = match carried.take() {
+                Some(from_above) if block_of(i + 1) != block_of(i) => {
+                    let mut g = vec![T::zero(); out.data.len()];
+                    pool2x2_backward(pool, &out.data, out.c, out.h, out.w, &from_above, &mut g);
+                    g
+                }
+                Some(from_above) => from_above,
+                None => vec![T::zero(); out.data.len()],
+            };
+            if let Some(tap) = tap_grads[i].take() {
+                assert_eq!(tap.len(), g.len(), "tap gradient of {}", LAYER_NAMES[i]);
+                for (a, b) in g.iter_mut().zip(&tap) {
+                    *a += *b;
+                }
+            }
+            relu_backward(&out.data, &mut g);
+            let layer = &self.layers[i];
+            let mut gin = vec![T::zero(); layer.cin * out.h * out.w];
+            conv3x3(
+                &g,
+                layer.cout,
+                out.h,
+                out.w,
+                &layer.weight_rot,
+                layer.cin,
+                None,
+                &mut gin,
+            );
+            carried = Some(gin);
+        }
+        carried.unwrap_or_default()
+    }
+}
