@@ -99,6 +99,17 @@ pub fn load_net(path: impl AsRef<Path>, long_side: u32) -> Result<Array3<f32>> {
     Ok(rgb32f_to_net(&resize_long_side(&decode(path)?, long_side)))
 }
 
+/// Decodes `path` and resizes it to exactly `width x height`, in net space.
+pub fn load_net_exact(path: impl AsRef<Path>, width: u32, height: u32) -> Result<Array3<f32>> {
+    let img = decode(path)?;
+    let img = if img.dimensions() == (width, height) {
+        img
+    } else {
+        image::imageops::resize(&img, width, height, FilterType::Lanczos3)
+    };
+    Ok(rgb32f_to_net(&img))
+}
+
 /// Output encodings, chosen by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {

@@ -32,6 +32,8 @@ pub mod loss;
 pub mod npz;
 pub mod ops;
 pub mod optim;
+pub mod profile;
+pub mod transfer;
 pub mod vgg;
 
 pub use error::{Error, Result};

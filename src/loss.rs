@@ -8,7 +8,8 @@
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, par_gemm, MatRef, Real};
 use crate::ops::Pool;
-use crate::vgg::{layer_index, Vgg};
+use crate::profile::Timings;
+use crate::vgg::{layer_index, timed, Vgg};
 use ndarray::Array3;
 use rayon::prelude::*;
 
@@ -321,6 +322,15 @@ impl<'a, T: Real> Objective<'a, T> {
 
     /// Value of every term and dJ/dx at `x` (CHW, net space, the content image's shape).
     pub fn evaluate(&self, x: &Array3<T>) -> Result<Evaluation<T>> {
+        self.evaluate_timed(x, &mut None)
+    }
+
+    /// `evaluate`, charging each layer and loss to `timings` when given.
+    pub fn evaluate_timed(
+        &self,
+        x: &Array3<T>,
+        timings: &mut Option<Timings>,
+    ) -> Result<Evaluation<T>> {
         if x.shape() != self.shape {
             return Err(Error::Shape(format!(
                 "image has shape {:?}, the objective expects {:?}",
@@ -332,7 +342,9 @@ impl<'a, T: Real> Objective<'a, T> {
         let [c, h, w] = self.shape;
         let cfg = &self.config;
         let xs = contiguous(x);
-        let acts = self.vgg.forward(&xs, h, w, self.depth, cfg.pool);
+        let acts = self
+            .vgg
+            .forward_timed(&xs, h, w, self.depth, cfg.pool, timings);
         let mut taps: Vec<Option<Vec<T>>> = (0..self.depth).map(|_| None).collect();
         let mut add_tap = |i: usize, g: Vec<T>| match &mut taps[i] {
             Some(t) => t.iter_mut().zip(&g).for_each(|(a, &b)| *a += b),
@@ -341,28 +353,32 @@ impl<'a, T: Real> Objective<'a, T> {
 
         let mut content = 0.0;
         for (i, wl, target) in &self.content {
-            let (v, g) = content_loss(
-                &acts.outputs[*i].data,
-                target,
-                T::from_f64(cfg.content_weight * wl),
-            );
+            let (v, g) = timed(timings, "content loss", || {
+                content_loss(
+                    &acts.outputs[*i].data,
+                    target,
+                    T::from_f64(cfg.content_weight * wl),
+                )
+            });
             content += wl * v;
             add_tap(*i, g);
         }
         let mut style = 0.0;
         for (i, wl, target) in &self.style {
             let out = &acts.outputs[*i];
-            let (v, g) = style_loss(
-                &out.data,
-                out.c,
-                out.h * out.w,
-                target,
-                T::from_f64(cfg.style_weight * wl),
-            );
+            let (v, g) = timed(timings, "style loss", || {
+                style_loss(
+                    &out.data,
+                    out.c,
+                    out.h * out.w,
+                    target,
+                    T::from_f64(cfg.style_weight * wl),
+                )
+            });
             style += wl * v;
             add_tap(*i, g);
         }
-        let mut grad = self.vgg.backward(&acts, &mut taps, cfg.pool);
+        let mut grad = self.vgg.backward_timed(&acts, &mut taps, cfg.pool, timings);
         drop(acts);
         let (tv, tv_grad) = tv_loss(&xs, c, h, w, T::from_f64(cfg.tv_weight));
         if cfg.tv_weight != 0.0 {

@@ -1,3 +1,257 @@
-fn main() {
-    println!("Hello, world!");
+//! The `neural-style` command line: a thin layer over the library.
+
+use clap::{Parser, ValueEnum};
+use neural_style::image::{self as img, OutputFormat};
+use neural_style::profile::Timings;
+use neural_style::transfer::{initial_image, run_adam, Init};
+use neural_style::{Adam, Error, LossConfig, Objective, Pool, Result, Vgg19};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Content photograph.
+    #[arg(long)]
+    content: PathBuf,
+    /// Style image; repeat for a blend of several.
+    #[arg(long = "style", required = true)]
+    styles: Vec<PathBuf>,
+    /// Output image (.png, .jpg or .jpeg), written atomically.
+    #[arg(long)]
+    output: PathBuf,
+    /// Long side of the output in pixels (style images are resized to the same long side).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    size: u32,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 300)]
+    iterations: usize,
+    /// alpha: weight of the content loss.
+    #[arg(long, default_value_t = 10.0)]
+    content_weight: f64,
+    /// beta: weight of the style loss.
+    #[arg(long, default_value_t = 40.0)]
+    style_weight: f64,
+    /// gamma: weight of the total-variation loss (smoothness).
+    #[arg(long, default_value_t = 0.0)]
+    tv_weight: f64,
+    /// Adam learning rate, in net-space pixel units (0..255 scale).
+    #[arg(long, default_value_t = 2.0)]
+    learning_rate: f64,
+    /// Adam beta1.
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f64,
+    /// Adam beta2.
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f64,
+    /// Adam epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    epsilon: f64,
+    /// Start image: noise (seed's blend of noise and content), content, random, or an image file.
+    #[arg(long, default_value = "noise")]
+    init: String,
+    /// Share of noise in the `noise` start image.
+    #[arg(long, default_value_t = 0.6)]
+    init_ratio: f32,
+    /// Pooling between VGG blocks.
+    #[arg(long, value_enum, default_value_t = PoolArg::Avg)]
+    pool: PoolArg,
+    /// Content layers as NAME[:WEIGHT],... (weight 1 when omitted).
+    #[arg(long, default_value = "conv4_2")]
+    content_layers: String,
+    /// Style layers as NAME[:WEIGHT],... (equal weights summing to 1 when omitted).
+    #[arg(long, default_value = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1")]
+    style_layers: String,
+    /// Blend weights of the style images, comma-separated (normalised to sum to 1).
+    #[arg(long)]
+    style_blend: Option<String>,
+    /// Seed of the noise in the start image.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the losses every N steps (0: only at the end).
+    #[arg(long, default_value_t = 50)]
+    print_every: usize,
+    /// Also write the image every N steps, as OUTPUT_STEM-<step>.EXT (0: never).
+    #[arg(long, default_value_t = 0)]
+    save_every: usize,
+    /// Print where the time of a step goes (per layer and direction) at the end.
+    #[arg(long)]
+    profile: bool,
+    /// VGG-19 weights in the project's .npz format.
+    #[arg(long, default_value = "weights/vgg19.npz")]
+    weights: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PoolArg {
+    Avg,
+    Max,
+}
+
+/// Parses `NAME[:WEIGHT],...`; a missing weight becomes `default_weight(count)`.
+fn parse_layers(
+    spec: &str,
+    what: &str,
+    default_weight: fn(usize) -> f64,
+) -> Result<Vec<(String, f64)>> {
+    let items: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err(Error::Config(format!("--{what}-layers is empty")));
+    }
+    let n = items.len();
+    items
+        .iter()
+        .map(|item| match item.split_once(':') {
+            None => Ok((item.to_string(), default_weight(n))),
+            Some((name, w)) => w
+                .trim()
+                .parse::<f64>()
+                .map(|w| (name.trim().to_string(), w))
+                .map_err(|_| Error::Config(format!("--{what}-layers: bad weight in '{item}'"))),
+        })
+        .collect()
+}
+
+fn parse_blend(spec: Option<&str>, count: usize) -> Result<Vec<f32>> {
+    let Some(spec) = spec else {
+        return Ok(vec![1.0; count]);
+    };
+    let weights: Vec<f32> = spec
+        .split(',')
+        .map(|s| s.trim().parse::<f32>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Config(format!("--style-blend '{spec}' is not a list of numbers")))?;
+    if weights.len() != count {
+        return Err(Error::Config(format!(
+            "--style-blend has {} weights for {count} style images",
+            weights.len()
+        )));
+    }
+    Ok(weights)
+}
+
+/// `out.png` + 100 -> `out-100.png`.
+fn checkpoint_path(output: &Path, step: usize) -> PathBuf {
+    let stem = output.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = output.extension().unwrap_or_default().to_string_lossy();
+    output.with_file_name(format!("{stem}-{step}.{ext}"))
+}
+
+/// Fails early (before minutes of work) if the output cannot be written.
+fn check_output(output: &Path) -> Result<()> {
+    OutputFormat::from_path(output)?;
+    img::write_atomic(&checkpoint_path(output, 0).with_extension("probe"), b"")?;
+    let _ = std::fs::remove_file(checkpoint_path(output, 0).with_extension("probe"));
+    Ok(())
+}
+
+fn run(args: Args) -> Result<()> {
+    check_output(&args.output)?;
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err(Error::Config("--threads must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+    }
+    let config = LossConfig {
+        content_layers: parse_layers(&args.content_layers, "content", |_| 1.0)?,
+        style_layers: parse_layers(&args.style_layers, "style", |n| 1.0 / n as f64)?,
+        content_weight: args.content_weight,
+        style_weight: args.style_weight,
+        tv_weight: args.tv_weight,
+        pool: match args.pool {
+            PoolArg::Avg => Pool::Avg,
+            PoolArg::Max => Pool::Max,
+        },
+    };
+    let blend = parse_blend(args.style_blend.as_deref(), args.styles.len())?;
+    let mut adam = Adam::new(args.learning_rate, args.beta1, args.beta2, args.epsilon)?;
+
+    let t0 = Instant::now();
+    let vgg = Vgg19::load_for(&args.weights, &config)?;
+    let content = img::load_net(&args.content, args.size)?;
+    let (h, w) = (content.dim().1, content.dim().2);
+    let init = match args.init.as_str() {
+        "noise" => Init::Noise {
+            ratio: args.init_ratio,
+        },
+        "content" => Init::Content,
+        "random" => Init::Random,
+        file => Init::Image(img::load_net_exact(file, w as u32, h as u32)?),
+    };
+    let styles = args
+        .styles
+        .iter()
+        .zip(&blend)
+        .map(|(p, &b)| Ok((img::load_net(p, args.size)?, b)))
+        .collect::<Result<Vec<_>>>()?;
+    let objective = Objective::new(&vgg, &content, &styles, &config)?;
+    let x = initial_image(&init, &content, args.seed)?;
+    eprintln!(
+        "neural-style: {w}x{h}, {} style image(s), {} steps, {} threads; setup {:.2} s",
+        styles.len(),
+        args.iterations,
+        rayon::current_num_threads(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let mut timings = args.profile.then(Timings::default);
+    let x = run_adam(
+        &objective,
+        x,
+        &mut adam,
+        args.iterations,
+        &mut timings,
+        |s| {
+            let last = s.iteration == s.iterations;
+            if (args.print_every > 0 && s.iteration % args.print_every == 0) || last {
+                eprintln!(
+                "step {:>5}/{}  total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  {:.3} s/step",
+                s.iteration,
+                s.iterations,
+                s.eval.total,
+                s.eval.content,
+                s.eval.style,
+                s.eval.tv,
+                s.elapsed / s.iteration as f64
+            );
+            }
+            if args.save_every > 0 && s.iteration % args.save_every == 0 && !last {
+                img::save_net(s.image, checkpoint_path(&args.output, s.iteration))?;
+            }
+            Ok(())
+        },
+    )?;
+    img::save_net(&x, &args.output)?;
+    if let Some(t) = timings {
+        eprint!("{}", t.report());
+    }
+    eprintln!(
+        "wrote {} in {:.1} s",
+        args.output.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -33,13 +33,20 @@ impl Npz {
         })
     }
 
+    /// The shape of array `key`, from its header alone.
+    pub fn shape(&mut self, key: &str) -> Result<Vec<usize>> {
+        let path = &self.path;
+        match self.archive.by_name(key) {
+            Ok(Some(npy)) => Ok(npy.shape().iter().map(|&d| d as usize).collect()),
+            Ok(None) => Err(key_err(path, key, "missing")),
+            Err(e) => Err(key_err(path, key, format!("unreadable ({e})"))),
+        }
+    }
+
     /// Reads array `key` (stored as f32 or f64) converted to `T`; a missing key is an error.
     pub fn array<T: Real>(&mut self, key: &str) -> Result<Array<T>> {
         let path = &self.path;
-        let err = |detail: String| Error::Weights {
-            path: path.clone(),
-            detail: format!("{key}: {detail}"),
-        };
+        let err = |detail: String| key_err(path, key, detail);
         let npy = match self.archive.by_name(key) {
             Ok(Some(npy)) => npy,
             Ok(None) => return Err(err("missing".into())),
@@ -71,10 +78,14 @@ impl Npz {
         let a = self.array::<f64>(key)?;
         match a.data.as_slice() {
             [v] => Ok(*v),
-            _ => Err(Error::Weights {
-                path: self.path.clone(),
-                detail: format!("{key}: expected a single value"),
-            }),
+            _ => Err(key_err(&self.path, key, "expected a single value")),
         }
+    }
+}
+
+fn key_err(path: &Path, key: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Weights {
+        path: path.into(),
+        detail: format!("{key}: {detail}"),
     }
 }

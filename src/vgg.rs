@@ -8,6 +8,7 @@ use crate::gemm::Real;
 use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{conv3x3, pool2x2, pool2x2_backward, relu, relu_backward, rotate_kernel, Pool};
+use crate::profile::Timings;
 use std::path::Path;
 
 /// Layer names in network order.
@@ -69,17 +70,24 @@ pub struct Activations<T> {
 impl<T: Real> Vgg<T> {
     /// Loads all 16 layers of the real VGG-19 from the project's `.npz` format.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        Self::load_layers(path, &VGG19_WIDTHS, LAYER_NAMES.len())
+        Self::load_layers(path, Some(&VGG19_WIDTHS), LAYER_NAMES.len())
     }
 
     /// Loads the real VGG-19, validating every layer but keeping only those `config` needs.
+    /// The block widths are read from the file (so a reduced-width VGG-19, such as the tiny test
+    /// network, loads too); every shape is still checked for consistency.
     pub fn load_for(path: impl AsRef<Path>, config: &LossConfig) -> Result<Self> {
-        Self::load_layers(path, &VGG19_WIDTHS, config.depth()?)
+        Self::load_layers(path, None, config.depth()?)
     }
 
-    /// Validates all 16 layers of `path` against the block `widths`, but keeps only the first
-    /// `depth` in memory (the ones the losses need).
-    pub fn load_layers(path: impl AsRef<Path>, widths: &[usize; 5], depth: usize) -> Result<Self> {
+    /// Validates all 16 layers of `path` against the block `widths` (read from the file's
+    /// `convB_1.weight` shapes when `None`), but keeps only the first `depth` in memory (the
+    /// ones the losses need).
+    pub fn load_layers(
+        path: impl AsRef<Path>,
+        widths: Option<&[usize; 5]>,
+        depth: usize,
+    ) -> Result<Self> {
         let path = path.as_ref();
         if !path.exists() {
             return Err(Error::WeightsMissing(path.into()));
@@ -93,6 +101,20 @@ impl<T: Real> Vgg<T> {
         let bad = |key: &str, detail: String| Error::Weights {
             path: path.into(),
             detail: format!("{key}: {detail}"),
+        };
+        let widths = match widths {
+            Some(w) => *w,
+            None => {
+                let mut w = [0; 5];
+                for (b, width) in w.iter_mut().enumerate() {
+                    let key = format!("conv{}_1.weight", b + 1);
+                    *width = *npz
+                        .shape(&key)?
+                        .first()
+                        .ok_or_else(|| bad(&key, "is a scalar".into()))?;
+                }
+                w
+            }
         };
         let mut layers = Vec::with_capacity(depth);
         let mut cin = 3;
@@ -168,6 +190,19 @@ impl<T: Real> Vgg<T> {
     /// Runs the first `depth` layers on `x` (`3 x h x w`), keeping every post-ReLU output.
     /// The caller checks the shape first (`check_input`).
     pub fn forward(&self, x: &[T], h: usize, w: usize, depth: usize, pool: Pool) -> Activations<T> {
+        self.forward_timed(x, h, w, depth, pool, &mut None)
+    }
+
+    /// `forward`, charging each layer's time to `timings` when given.
+    pub fn forward_timed(
+        &self,
+        x: &[T],
+        h: usize,
+        w: usize,
+        depth: usize,
+        pool: Pool,
+        timings: &mut Option<Timings>,
+    ) -> Activations<T> {
         let mut outputs: Vec<LayerOutput<T>> = Vec::with_capacity(depth);
         let mut pooled = Vec::new();
         for (i, layer) in self.layers[..depth].iter().enumerate() {
@@ -176,23 +211,28 @@ impl<T: Real> Vgg<T> {
                 Some(prev) if block_of(i) != block_of(i - 1) => {
                     let (ph, pw) = (prev.h / 2, prev.w / 2);
                     pooled.resize(prev.c * ph * pw, T::zero());
-                    pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, &mut pooled);
+                    timed(timings, "pool fwd", || {
+                        pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, &mut pooled)
+                    });
                     (&pooled, ph, pw)
                 }
                 Some(prev) => (&prev.data, prev.h, prev.w),
             };
             let mut out = vec![T::zero(); layer.cout * h * w];
-            conv3x3(
-                input,
-                layer.cin,
-                h,
-                w,
-                &layer.weight,
-                layer.cout,
-                Some(&layer.bias),
-                &mut out,
-            );
-            relu(&mut out);
+            timed(timings, &format!("{} fwd", LAYER_NAMES[i]), || {
+                let bias = Some(layer.bias.as_slice());
+                conv3x3(
+                    input,
+                    layer.cin,
+                    h,
+                    w,
+                    &layer.weight,
+                    layer.cout,
+                    bias,
+                    &mut out,
+                );
+                relu(&mut out);
+            });
             outputs.push(LayerOutput {
                 c: layer.cout,
                 h,
@@ -212,6 +252,17 @@ impl<T: Real> Vgg<T> {
         tap_grads: &mut [Option<Vec<T>>],
         pool: Pool,
     ) -> Vec<T> {
+        self.backward_timed(acts, tap_grads, pool, &mut None)
+    }
+
+    /// `backward`, charging each layer's time to `timings` when given.
+    pub fn backward_timed(
+        &self,
+        acts: &Activations<T>,
+        tap_grads: &mut [Option<Vec<T>>],
+        pool: Pool,
+        timings: &mut Option<Timings>,
+    ) -> Vec<T> {
         let depth = acts.outputs.len();
         assert_eq!(tap_grads.len(), depth);
         // Gradient with respect to the input of layer i + 1, carried down.
@@ -221,7 +272,9 @@ impl<T: Real> Vgg<T> {
             let mut g = match carried.take() {
                 Some(from_above) if block_of(i + 1) != block_of(i) => {
                     let mut g = vec![T::zero(); out.data.len()];
-                    pool2x2_backward(pool, &out.data, out.c, out.h, out.w, &from_above, &mut g);
+                    timed(timings, "pool bwd", || {
+                        pool2x2_backward(pool, &out.data, out.c, out.h, out.w, &from_above, &mut g)
+                    });
                     g
                 }
                 Some(from_above) => from_above,
@@ -233,21 +286,23 @@ impl<T: Real> Vgg<T> {
                     *a += *b;
                 }
             }
-            relu_backward(&out.data, &mut g);
             let layer = &self.layers[i];
             let mut gin = vec![T::zero(); layer.cin * out.h * out.w];
-            conv3x3(
-                &g,
-                layer.cout,
-                out.h,
-                out.w,
-                &layer.weight_rot,
-                layer.cin,
-                None,
-                &mut gin,
-            );
+            timed(timings, &format!("{} bwd", LAYER_NAMES[i]), || {
+                relu_backward(&out.data, &mut g);
+                let (c, h, w) = (layer.cout, out.h, out.w);
+                conv3x3(&g, c, h, w, &layer.weight_rot, layer.cin, None, &mut gin);
+            });
             carried = Some(gin);
         }
         carried.unwrap_or_default()
+    }
+}
+
+/// Runs `f`, timing it when profiling is on.
+pub(crate) fn timed<R>(timings: &mut Option<Timings>, label: &str, f: impl FnOnce() -> R) -> R {
+    match timings {
+        Some(t) => t.time(label, f),
+        None => f(),
     }
 }

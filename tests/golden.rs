@@ -11,7 +11,7 @@ use neural_style::{LossConfig, Objective, Pool, Real, Vgg};
 
 fn tiny_objective_check<T: Real>(pool: Pool, value_tol: f64, grad_tol: f64) {
     let mut g = Npz::open(&data("golden_tiny.npz")).unwrap();
-    let vgg = Vgg::<T>::load_layers(data("tiny_vgg.npz"), &TINY_WIDTHS, 13).unwrap();
+    let vgg = Vgg::<T>::load_layers(data("tiny_vgg.npz"), Some(&TINY_WIDTHS), 13).unwrap();
     let config = golden_config(&mut g, pool);
     let content = array3::<T>(&mut g, "content");
     let styles = vec![
