@@ -10,8 +10,8 @@
 //! # fn main() -> Result<(), neural_style::Error> {
 //! let config = LossConfig::default(); // the seed's configuration
 //! let vgg = Vgg19::load_for("weights/vgg19.npz", &config)?;
-//! let content = image::load_net("examples/content.jpg", 256)?;
-//! let style = image::load_net("examples/style.jpg", 256)?;
+//! let content = image::load_net("examples/astronaut.jpg", 256)?;
+//! let style = image::load_net("examples/starry-night.jpg", 256)?;
 //! let objective = Objective::new(&vgg, &content, &[(style, 1.0)], &config)?;
 //!
 //! let mut x = content.clone();
