@@ -399,3 +399,80 @@ impl<'a, T: Real> Objective<'a, T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::testutil::{max_rel_err, noise, numeric_grad};
+
+    #[test]
+    fn gram_matches_definition() {
+        let (c, n) = (3, 20_000); // more than one GRAM_CHUNK
+        let f = noise(c * n, 1);
+        let g = gram(&f, c, n);
+        for i in 0..c {
+            for j in 0..c {
+                let want: f64 = (0..n).map(|p| f[i * n + p] * f[j * n + p]).sum::<f64>() / n as f64;
+                assert!((g[i * c + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn style_gradient_matches_finite_differences() {
+        let (c, n) = (4, 15);
+        let f = noise(c * n, 2);
+        // Targets are blends of Gram matrices, hence symmetric, which the gradient relies on.
+        let r = noise(c * c, 3);
+        let target: Vec<f64> = (0..c * c)
+            .map(|k| 0.05 * (r[k] + r[(k % c) * c + k / c]))
+            .collect();
+        let (value, grad) = style_loss(&f, c, n, &target, 2.5);
+        let loss = |f: &[f64]| style_loss(f, c, n, &target, 1.0).0;
+        assert!((value - loss(&f)).abs() < 1e-15);
+        let num: Vec<f64> = numeric_grad(&f, 1e-6, loss)
+            .iter()
+            .map(|g| g * 2.5)
+            .collect();
+        assert!(max_rel_err(&grad, &num) < 1e-8);
+    }
+
+    #[test]
+    fn content_gradient_matches_finite_differences() {
+        let a = noise(50, 4);
+        let t = noise(50, 5);
+        let (_, grad) = content_loss(&a, &t, 3.0);
+        let num: Vec<f64> = numeric_grad(&a, 1e-6, |a| content_loss(a, &t, 1.0).0)
+            .iter()
+            .map(|g| g * 3.0)
+            .collect();
+        assert!(max_rel_err(&grad, &num) < 1e-8);
+    }
+
+    #[test]
+    fn tv_value_and_gradient() {
+        // One channel [[0, 1], [3, 5]]: differences 3, 4 (vertical) and 1, 2 (horizontal).
+        let (v, _) = tv_loss(&[0.0, 1.0, 3.0, 5.0], 1, 2, 2, 1.0);
+        assert!((v - (9.0 + 16.0 + 1.0 + 4.0) / 4.0).abs() < 1e-15);
+        let (c, h, w) = (2, 5, 7);
+        let x = noise(c * h * w, 6);
+        let (_, grad) = tv_loss(&x, c, h, w, 0.5);
+        let num: Vec<f64> = numeric_grad(&x, 1e-6, |x| tv_loss(x, c, h, w, 1.0).0)
+            .iter()
+            .map(|g| g * 0.5)
+            .collect();
+        assert!(max_rel_err(&grad, &num) < 1e-8);
+    }
+
+    #[test]
+    fn config_rejects_unknown_layers_and_negative_weights() {
+        let mut cfg = LossConfig::default();
+        assert_eq!(cfg.depth().unwrap(), 13); // conv5_1
+        cfg.style_layers = vec![("relu5_4".into(), 1.0)];
+        assert_eq!(cfg.depth().unwrap(), 16);
+        cfg.style_layers = vec![("conv6_1".into(), 1.0)];
+        assert!(matches!(cfg.depth(), Err(Error::Config(m)) if m.contains("conv6_1")));
+        cfg.style_layers = vec![("conv1_1".into(), -1.0)];
+        assert!(cfg.depth().is_err());
+    }
+}
