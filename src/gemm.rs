@@ -1,27 +1,94 @@
-//! Matrix multiply: the only module that calls `matrixmultiply`.
+//! Matrix multiply: the only module that calls a GEMM library.
 //!
 //! Matrices are given as raw pointers plus a row stride and a column stride (in elements), the
 //! convention of `matrixmultiply`: element (i, j) of A lives at `a + i * rsa + j * csa`. The kernels
 //! are single-threaded; callers parallelise over disjoint output tiles with rayon, so the result of
 //! every output element never depends on the thread count.
+//!
+//! Two kernels: the `gemm` crate (runtime-dispatched AVX-512/AVX2/NEON micro-kernels, faster on
+//! this project's x86 servers) and `matrixmultiply` (the portable baseline). `NEURAL_STYLE_GEMM=
+//! matrixmultiply` selects the baseline for comparison; both are tested against a naive product.
 
 use num_traits::Float;
 use rayon::prelude::*;
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
+use std::sync::OnceLock;
+
+/// A GEMM implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The `gemm` crate, single-threaded.
+    Gemm,
+    /// `matrixmultiply`, the portable baseline.
+    MatrixMultiply,
+}
+
+/// The kernel in use: `NEURAL_STYLE_GEMM=matrixmultiply` or `gemm` (the default), read once.
+pub fn kernel() -> Kernel {
+    static KERNEL: OnceLock<Kernel> = OnceLock::new();
+    *KERNEL.get_or_init(|| match std::env::var("NEURAL_STYLE_GEMM").as_deref() {
+        Ok("matrixmultiply") => Kernel::MatrixMultiply,
+        _ => Kernel::Gemm,
+    })
+}
 
 /// Element type of the engine: f32 for real runs, f64 for gradient checks.
 pub trait Real:
     Float + Debug + Default + Send + Sync + Sum + AddAssign + SubAssign + MulAssign + 'static
 {
-    /// C = alpha * A B + beta * C, with A m x k, B k x n, C m x n.
+    /// C = alpha * A B + beta * C, with A m x k, B k x n, C m x n, on the selected kernel.
     ///
     /// # Safety
     /// Every element addressed through the given pointers and strides must be valid for reads
     /// (A, B) or reads and writes (C), and C must not alias A or B.
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe {
+            Self::gemm_with(
+                kernel(),
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                beta,
+                c,
+                rsc,
+                csc,
+            )
+        }
+    }
+
+    /// `gemm` on a chosen kernel.
+    ///
+    /// # Safety
+    /// As for `gemm`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_with(
+        kernel: Kernel,
         m: usize,
         k: usize,
         n: usize,
@@ -43,65 +110,71 @@ pub trait Real:
     fn as_f64(self) -> f64;
 }
 
-impl Real for f32 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded contract of `Real::gemm`.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+macro_rules! impl_real {
+    ($t:ty, $mm:path) => {
+        impl Real for $t {
+            unsafe fn gemm_with(
+                kernel: Kernel,
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: $t,
+                a: *const $t,
+                rsa: isize,
+                csa: isize,
+                b: *const $t,
+                rsb: isize,
+                csb: isize,
+                beta: $t,
+                c: *mut $t,
+                rsc: isize,
+                csc: isize,
+            ) {
+                match kernel {
+                    // SAFETY: forwarded contract of `Real::gemm`. The `gemm` crate computes
+                    // dst = alpha' dst + beta' lhs rhs, and skips reading dst when asked to,
+                    // which matches beta == 0 ignoring C's old contents.
+                    Kernel::Gemm => unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            c,
+                            csc,
+                            rsc,
+                            beta != 0.0,
+                            a,
+                            csa,
+                            rsa,
+                            b,
+                            csb,
+                            rsb,
+                            beta,
+                            alpha,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        )
+                    },
+                    // SAFETY: forwarded contract of `Real::gemm`.
+                    Kernel::MatrixMultiply => unsafe {
+                        $mm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+                    },
+                }
+            }
+            fn from_f64(v: f64) -> $t {
+                v as $t
+            }
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
         }
-    }
-    fn from_f64(v: f64) -> f32 {
-        v as f32
-    }
-    fn as_f64(self) -> f64 {
-        self as f64
-    }
+    };
 }
 
-impl Real for f64 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded contract of `Real::gemm`.
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
-    }
-    fn from_f64(v: f64) -> f64 {
-        v
-    }
-    fn as_f64(self) -> f64 {
-        self
-    }
-}
+impl_real!(f32, matrixmultiply::sgemm);
+impl_real!(f64, matrixmultiply::dgemm);
 
 /// A read-only strided matrix view over a slice: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -253,6 +326,47 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn both_kernels_match_naive_product_with_alpha_beta_and_strides() {
+        let (m, k, n) = (37, 19, 23);
+        let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 11) as f64) - 5.0).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| ((i * 17 % 7) as f64) * 0.5).collect();
+        let ab = naive(&a, &b, m, k, n);
+        for kern in [Kernel::Gemm, Kernel::MatrixMultiply] {
+            for beta in [0.0, 0.5] {
+                // C is a column block of a wider matrix (ldc = n + 3) holding old values.
+                let ldc = n + 3;
+                let mut c = vec![2.0; m * ldc];
+                // SAFETY: all strides address inside `a`, `b` and `c`.
+                unsafe {
+                    f64::gemm_with(
+                        kern,
+                        m,
+                        k,
+                        n,
+                        1.5,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        beta,
+                        c.as_mut_ptr(),
+                        ldc as isize,
+                        1,
+                    );
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        assert_eq!(c[i * ldc + j], 1.5 * ab[i * n + j] + beta * 2.0, "{kern:?}");
+                    }
+                    assert_eq!(c[i * ldc + n], 2.0, "{kern:?} wrote outside its block");
+                }
+            }
+        }
     }
 
     #[test]
