@@ -2,10 +2,12 @@
 //! side. Shapes are internal invariants here (checked with asserts); user-facing shape errors are
 //! caught earlier, in `vgg` and `loss`.
 
+pub mod col2im;
 pub mod conv;
 pub mod pool;
 pub mod relu;
 
+pub use col2im::conv3x3_input_grad;
 pub use conv::{conv3x3, rotate_kernel};
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward};
