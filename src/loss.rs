@@ -345,41 +345,35 @@ impl<'a, T: Real> Objective<'a, T> {
         let acts = self
             .vgg
             .forward_timed(&xs, h, w, self.depth, cfg.pool, timings);
-        let mut taps: Vec<Option<Vec<T>>> = (0..self.depth).map(|_| None).collect();
-        let mut add_tap = |i: usize, g: Vec<T>| match &mut taps[i] {
-            Some(t) => t.iter_mut().zip(&g).for_each(|(a, &b)| *a += b),
-            slot => *slot = Some(g),
-        };
-
-        let mut content = 0.0;
-        for (i, wl, target) in &self.content {
-            let (v, g) = timed(timings, "content loss", || {
-                content_loss(
-                    &acts.outputs[*i].data,
-                    target,
-                    T::from_f64(cfg.content_weight * wl),
-                )
+        // Losses are evaluated inside the backward pass, layer by layer, so no tap gradient
+        // is held longer than needed.
+        let (mut content, mut style) = (0.0, 0.0);
+        let mut grad = self
+            .vgg
+            .backward(acts, cfg.pool, timings, |i, out, timings| {
+                let mut tap: Option<Vec<T>> = None;
+                let mut add = |g: Vec<T>| match &mut tap {
+                    Some(t) => t.iter_mut().zip(&g).for_each(|(a, &b)| *a += b),
+                    None => tap = Some(g),
+                };
+                for (_, wl, target) in self.content.iter().filter(|t| t.0 == i) {
+                    let scale = T::from_f64(cfg.content_weight * wl);
+                    let (v, g) = timed(timings, "content loss", || {
+                        content_loss(&out.data, target, scale)
+                    });
+                    content += wl * v;
+                    add(g);
+                }
+                for (_, wl, target) in self.style.iter().filter(|t| t.0 == i) {
+                    let scale = T::from_f64(cfg.style_weight * wl);
+                    let (v, g) = timed(timings, "style loss", || {
+                        style_loss(&out.data, out.c, out.h * out.w, target, scale)
+                    });
+                    style += wl * v;
+                    add(g);
+                }
+                tap
             });
-            content += wl * v;
-            add_tap(*i, g);
-        }
-        let mut style = 0.0;
-        for (i, wl, target) in &self.style {
-            let out = &acts.outputs[*i];
-            let (v, g) = timed(timings, "style loss", || {
-                style_loss(
-                    &out.data,
-                    out.c,
-                    out.h * out.w,
-                    target,
-                    T::from_f64(cfg.style_weight * wl),
-                )
-            });
-            style += wl * v;
-            add_tap(*i, g);
-        }
-        let mut grad = self.vgg.backward_timed(&acts, &mut taps, cfg.pool, timings);
-        drop(acts);
         let (tv, tv_grad) = tv_loss(&xs, c, h, w, T::from_f64(cfg.tv_weight));
         if cfg.tv_weight != 0.0 {
             grad.iter_mut().zip(&tv_grad).for_each(|(a, &b)| *a += b);

@@ -256,49 +256,43 @@ impl<T: Real> Vgg<T> {
         Activations { outputs }
     }
 
-    /// Gradient with respect to the input pixels, given the gradient of the objective with
-    /// respect to some of the layer outputs (`tap_grads[i]` for layer `i`, same shape as its
-    /// output). `tap_grads` is consumed as scratch space.
-    pub fn backward(
+    /// Gradient with respect to the input pixels. Walking down from the deepest layer, it asks
+    /// `tap_grad(i, output, timings)` for the objective's gradient with respect to layer `i`'s
+    /// output (`None` where no loss reads it), and frees each activation once it has been used,
+    /// so memory falls as the pass proceeds.
+    pub fn backward<F>(
         &self,
-        acts: &Activations<T>,
-        tap_grads: &mut [Option<Vec<T>>],
-        pool: Pool,
-    ) -> Vec<T> {
-        self.backward_timed(acts, tap_grads, pool, &mut None)
-    }
-
-    /// `backward`, charging each layer's time to `timings` when given.
-    pub fn backward_timed(
-        &self,
-        acts: &Activations<T>,
-        tap_grads: &mut [Option<Vec<T>>],
+        mut acts: Activations<T>,
         pool: Pool,
         timings: &mut Option<Timings>,
-    ) -> Vec<T> {
-        let depth = acts.outputs.len();
-        assert_eq!(tap_grads.len(), depth);
+        mut tap_grad: F,
+    ) -> Vec<T>
+    where
+        F: FnMut(usize, &LayerOutput<T>, &mut Option<Timings>) -> Option<Vec<T>>,
+    {
         // Gradient with respect to the input of layer i + 1, carried down.
         let mut carried: Option<Vec<T>> = None;
-        for i in (0..depth).rev() {
-            let out = &acts.outputs[i];
-            let mut g = match carried.take() {
+        while let Some(out) = acts.outputs.pop() {
+            let i = acts.outputs.len();
+            let from_above = match carried.take() {
                 Some(from_above) if block_of(i + 1) != block_of(i) => {
                     let mut g = vec![T::zero(); out.data.len()];
                     timed(timings, "pool bwd", || {
                         pool2x2_backward(pool, &out.data, out.c, out.h, out.w, &from_above, &mut g)
                     });
+                    Some(g)
+                }
+                other => other,
+            };
+            let mut g = match (from_above, tap_grad(i, &out, timings)) {
+                (Some(mut g), Some(tap)) => {
+                    assert_eq!(tap.len(), g.len(), "tap gradient of {}", LAYER_NAMES[i]);
+                    g.iter_mut().zip(&tap).for_each(|(a, &b)| *a += b);
                     g
                 }
-                Some(from_above) => from_above,
-                None => vec![T::zero(); out.data.len()],
+                (Some(g), None) | (None, Some(g)) => g,
+                (None, None) => vec![T::zero(); out.data.len()],
             };
-            if let Some(tap) = tap_grads[i].take() {
-                assert_eq!(tap.len(), g.len(), "tap gradient of {}", LAYER_NAMES[i]);
-                for (a, b) in g.iter_mut().zip(&tap) {
-                    *a += *b;
-                }
-            }
             let layer = &self.layers[i];
             let mut gin = vec![T::zero(); layer.cin * out.h * out.w];
             timed(timings, &format!("{} bwd", LAYER_NAMES[i]), || {
