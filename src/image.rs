@@ -132,10 +132,19 @@ impl OutputFormat {
     }
 }
 
-/// Encodes a net-space array to `path` (PNG or JPEG by extension). The bytes go to a temporary
-/// file beside the target, which is renamed over it only when complete, so a failure never
-/// leaves a partial file nor destroys an existing one.
+/// Encodes a net-space array to `path` (PNG or JPEG by extension, 8 bits per channel). The
+/// bytes go to a temporary file beside the target, which is renamed over it only when complete,
+/// so a failure never leaves a partial file nor destroys an existing one.
 pub fn save_net(x: &Array3<f32>, path: impl AsRef<Path>) -> Result<()> {
+    save_net_with_depth(x, path, false)
+}
+
+/// `save_net`, with 16 bits per channel when `sixteen_bit` (PNG only), for print work.
+pub fn save_net_with_depth(
+    x: &Array3<f32>,
+    path: impl AsRef<Path>,
+    sixteen_bit: bool,
+) -> Result<()> {
     let path = path.as_ref();
     let format = OutputFormat::from_path(path)?;
     if x.dim().0 != 3 {
@@ -144,18 +153,68 @@ pub fn save_net(x: &Array3<f32>, path: impl AsRef<Path>) -> Result<()> {
             x.dim().0
         )));
     }
-    let rgb = net_to_rgb(x);
     let mut bytes = Vec::new();
-    let encoded = match format {
-        OutputFormat::Png => {
-            rgb.write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
+    let encoded = match (format, sixteen_bit) {
+        (OutputFormat::Png, false) => {
+            net_to_rgb(x).write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
         }
-        OutputFormat::Jpeg => rgb.write_with_encoder(
+        (OutputFormat::Png, true) => {
+            net_to_rgb16(x).write_with_encoder(image::codecs::png::PngEncoder::new(&mut bytes))
+        }
+        (OutputFormat::Jpeg, false) => net_to_rgb(x).write_with_encoder(
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95),
         ),
+        (OutputFormat::Jpeg, true) => {
+            return Err(image_err(path, "16-bit output needs a .png file"));
+        }
     };
     encoded.map_err(|e| image_err(path, e))?;
     write_atomic(path, &bytes)
+}
+
+/// Net-space CHW array to a 16-bit RGB image (0..255 mapped onto 0..65535, clamped).
+pub fn net_to_rgb16(x: &Array3<f32>) -> ImageBuffer<Rgb<u16>, Vec<u16>> {
+    let (c, h, w) = x.dim();
+    assert_eq!(c, 3, "net-space arrays have 3 channels");
+    ImageBuffer::from_fn(w as u32, h as u32, |px, py| {
+        Rgb(std::array::from_fn(|ch| {
+            let v = (x[[ch, py as usize, px as usize]] + MEAN[ch]) / 255.0;
+            (v * 65535.0).round().clamp(0.0, 65535.0) as u16
+        }))
+    })
+}
+
+/// BT.601 luma weights of R, G, B.
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// Keeps the luminance of `painted` and the colours (chroma `R - Y`, `B - Y`) of `content`,
+/// both net-space arrays of one shape: a style transfer that leaves the photograph's colours.
+pub fn original_colors(painted: &Array3<f32>, content: &Array3<f32>) -> Result<Array3<f32>> {
+    if painted.dim() != content.dim() || painted.dim().0 != 3 {
+        return Err(Error::Shape(format!(
+            "original colours need two 3-channel images of one size, got {:?} and {:?}",
+            painted.shape(),
+            content.shape()
+        )));
+    }
+    let (_, h, w) = painted.dim();
+    let mut out = Array3::zeros((3, h, w));
+    for y in 0..h {
+        for x in 0..w {
+            let rgb =
+                |a: &Array3<f32>| -> [f32; 3] { std::array::from_fn(|c| a[[c, y, x]] + MEAN[c]) };
+            let luma = |p: [f32; 3]| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2];
+            let (p, c) = (rgb(painted), rgb(content));
+            let y_new = luma(p);
+            let (v, u) = (c[0] - luma(c), c[2] - luma(c));
+            let (r, b) = (y_new + v, y_new + u);
+            let g = (y_new - LUMA[0] * r - LUMA[2] * b) / LUMA[1];
+            for (ch, val) in [r, g, b].into_iter().enumerate() {
+                out[[ch, y, x]] = val - MEAN[ch];
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
@@ -214,6 +273,42 @@ mod tests {
             image::Rgba([0, 0, 0, 0]),
         ));
         assert_eq!(flatten_alpha(img).get_pixel(0, 0).0, [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn original_colors_keep_painted_luma_and_content_chroma() {
+        let painted = Array3::from_shape_fn((3, 2, 3), |(c, y, x)| {
+            (c * 40 + y * 7 + x * 13) as f32 - 60.0
+        });
+        let content = Array3::from_shape_fn((3, 2, 3), |(c, y, x)| {
+            (x * 30 + y * 5) as f32 - (c * 20) as f32
+        });
+        let out = original_colors(&painted, &content).unwrap();
+        let px =
+            |a: &Array3<f32>, y, x| -> [f32; 3] { std::array::from_fn(|c| a[[c, y, x]] + MEAN[c]) };
+        let luma = |p: [f32; 3]| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2];
+        for y in 0..2 {
+            for x in 0..3 {
+                let (o, p, c) = (px(&out, y, x), px(&painted, y, x), px(&content, y, x));
+                assert!((luma(o) - luma(p)).abs() < 1e-3);
+                assert!(((o[0] - luma(o)) - (c[0] - luma(c))).abs() < 1e-3);
+                assert!(((o[2] - luma(o)) - (c[2] - luma(c))).abs() < 1e-3);
+            }
+        }
+        assert!(original_colors(&painted, &Array3::zeros((3, 2, 2))).is_err());
+    }
+
+    #[test]
+    fn sixteen_bit_png_round_trips_finer_than_8_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.png");
+        let x = Array3::from_shape_fn((3, 2, 2), |(c, y, x)| 100.25 + (c + y + x) as f32 - MEAN[c]);
+        save_net_with_depth(&x, &path, true).unwrap();
+        let back = image::open(&path).unwrap();
+        assert_eq!(back.color(), image::ColorType::Rgb16);
+        let net = rgb32f_to_net(&back.into_rgb32f());
+        assert!(net.iter().zip(x.iter()).all(|(a, b)| (a - b).abs() < 0.01));
+        assert!(save_net_with_depth(&x, dir.path().join("x.jpg"), true).is_err());
     }
 
     #[test]
