@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// `eprintln!` that ignores a closed stderr (say `2>&1 | head`): losing the log must not
+/// abort the run with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -146,11 +155,23 @@ fn checkpoint_path(output: &Path, step: usize) -> PathBuf {
     output.with_file_name(format!("{stem}-{step}.{ext}"))
 }
 
-/// Fails early (before minutes of work) if the output cannot be written.
+/// Fails early (before minutes of work) if the output cannot be written: an unsupported
+/// extension, a directory in its place, or a folder that is missing or refuses new files. The
+/// error names the output; the probe is a hidden file of our own, so no user file is touched.
 fn check_output(output: &Path) -> Result<()> {
     OutputFormat::from_path(output)?;
-    img::write_atomic(&checkpoint_path(output, 0).with_extension("probe"), b"")?;
-    let _ = std::fs::remove_file(checkpoint_path(output, 0).with_extension("probe"));
+    let unwritable = |e| Error::Io {
+        path: output.into(),
+        source: e,
+    };
+    if output.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory");
+        return Err(unwritable(e));
+    }
+    let name = output.file_name().unwrap_or_default().to_string_lossy();
+    let probe = output.with_file_name(format!(".{name}.{}.probe", std::process::id()));
+    std::fs::File::create(&probe).map_err(unwritable)?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
@@ -199,7 +220,7 @@ fn run(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let objective = Objective::new(&vgg, &content, &styles, &config)?;
     let x = initial_image(&init, &content, args.seed)?;
-    eprintln!(
+    say!(
         "neural-style: {w}x{h}, {} style image(s), {} steps, {} threads; setup {:.2} s",
         styles.len(),
         args.iterations,
@@ -217,7 +238,7 @@ fn run(args: Args) -> Result<()> {
         |s| {
             let last = s.iteration == s.iterations;
             if (args.print_every > 0 && s.iteration % args.print_every == 0) || last {
-                eprintln!(
+                say!(
                 "step {:>5}/{}  total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  {:.3} s/step",
                 s.iteration,
                 s.iterations,
@@ -236,9 +257,9 @@ fn run(args: Args) -> Result<()> {
     )?;
     img::save_net(&x, &args.output)?;
     if let Some(t) = timings {
-        eprint!("{}", t.report());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), t.report().as_bytes());
     }
-    eprintln!(
+    say!(
         "wrote {} in {:.1} s",
         args.output.display(),
         t0.elapsed().as_secs_f64()
@@ -250,7 +271,7 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -3,8 +3,10 @@
 use crate::error::{Error, Result};
 use crate::gemm::Real;
 use npyz::npz::NpzArchive;
+use npyz::zip::result::ZipError;
+use npyz::NpyFile;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// An open `.npz` archive; every failure is reported as `Error::Weights` naming file and key.
@@ -44,14 +46,25 @@ impl Npz {
     }
 
     /// Reads array `key` (stored as f32 or f64) converted to `T`; a missing key is an error.
+    /// The entry is read whole first, so that its CRC is checked (a damaged file is an error,
+    /// not a subtly different network) and no bytes may follow the array's data.
     pub fn array<T: Real>(&mut self, key: &str) -> Result<Array<T>> {
         let path = &self.path;
         let err = |detail: String| key_err(path, key, detail);
-        let npy = match self.archive.by_name(key) {
-            Ok(Some(npy)) => npy,
-            Ok(None) => return Err(err("missing".into())),
+        let mut bytes = Vec::new();
+        match self
+            .archive
+            .zip_archive()
+            .by_name(&npyz::npz::file_name_from_array_name(key))
+        {
+            Ok(mut file) => file
+                .read_to_end(&mut bytes)
+                .map_err(|e| err(format!("truncated or corrupt data ({e})")))?,
+            Err(ZipError::FileNotFound) => return Err(err("missing".into())),
             Err(e) => return Err(err(format!("unreadable ({e})"))),
         };
+        let mut rest = bytes.as_slice();
+        let npy = NpyFile::new(&mut rest).map_err(|e| err(format!("unreadable ({e})")))?;
         if npy.order() != npyz::Order::C {
             return Err(err("Fortran-order arrays are not supported".into()));
         }
@@ -67,6 +80,9 @@ impl Npz {
             return Err(err(format!("dtype {descr} is not little-endian f4 or f8")));
         };
         let data = data.map_err(|e| err(format!("truncated or corrupt data ({e})")))?;
+        if !rest.is_empty() {
+            return Err(err(format!("{} bytes after the data", rest.len())));
+        }
         if data.len() != shape.iter().product::<usize>() {
             return Err(err("data length disagrees with its shape".into()));
         }

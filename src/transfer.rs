@@ -1,10 +1,11 @@
-//! The run loop: initial image, optimiser steps, progress reports.
+//! The run loops: initial image, optimiser steps (Adam or L-BFGS), progress reports.
 
 use crate::error::{Error, Result};
 use crate::loss::{Evaluation, Objective};
-use crate::optim::Adam;
+use crate::optim::{Adam, Iterate, Lbfgs, Report};
 use crate::profile::Timings;
 use ndarray::Array3;
+use std::cell::RefCell;
 use std::time::Instant;
 
 /// Where the optimisation starts.
@@ -68,15 +69,20 @@ pub fn initial_image(init: &Init, content: &Array3<f32>, seed: u64) -> Result<Ar
     })
 }
 
-/// What a progress callback sees after each step.
+/// What a progress callback sees after each step (an Adam step, or an L-BFGS iteration).
 pub struct Step<'a> {
     /// 1-based step number.
     pub iteration: usize,
     pub iterations: usize,
-    /// The objective at the image *before* this step's update.
+    /// Adam: the objective at the image *before* this step's update (Adam evaluates, then
+    /// steps). L-BFGS: the objective at the image *after* the update (its line search
+    /// evaluated it).
     pub eval: &'a Evaluation<f32>,
     /// The image after the update.
     pub image: &'a Array3<f32>,
+    /// Objective evaluations (forward + backward passes) so far: one per step for Adam;
+    /// for L-BFGS, the first evaluation plus every line-search trial.
+    pub evaluations: usize,
     /// Seconds since the run started.
     pub elapsed: f64,
 }
@@ -107,10 +113,88 @@ pub fn run_adam(
             iterations,
             eval: &eval,
             image: &x,
+            evaluations: iteration,
             elapsed: start.elapsed().as_secs_f64(),
         })?;
     }
     Ok(x)
+}
+
+/// Runs at most `iterations` L-BFGS iterations from `x`, calling `on_step` after each (one
+/// [`Step`] per iteration, whatever its line search cost; `Step::evaluations` counts the
+/// objective evaluations). Returns the final image and the run's [`Report`]: the run may stop
+/// early ([`crate::optim::Stop`]: converged, stalled, line search failed, evaluation budget
+/// spent), with the best image found. A callback error stops the run and is returned. With
+/// `timings`, every objective evaluation is profiled.
+pub fn run_lbfgs(
+    objective: &Objective<f32>,
+    x: Array3<f32>,
+    lbfgs: &Lbfgs,
+    iterations: usize,
+    timings: &mut Option<Timings>,
+    mut on_step: impl FnMut(&Step) -> Result<()>,
+) -> Result<(Array3<f32>, Report)> {
+    let [c, h, w] = objective.shape();
+    if x.shape() != [c, h, w] {
+        return Err(Error::Shape(format!(
+            "initial image has shape {:?}, the objective expects {:?}",
+            x.shape(),
+            [c, h, w]
+        )));
+    }
+    let start = Instant::now();
+    let mut x = x.as_standard_layout().into_owned();
+    let mut image = x.clone();
+    // (content, style, tv, total) of every evaluation, so the callback can report the terms at
+    // whichever trial point the line search accepted.
+    let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
+    let timings = RefCell::new(timings);
+    let f = |xs: &[f32]| -> Result<(f64, Vec<f32>)> {
+        if !xs.iter().all(|v| v.is_finite()) {
+            // A trial step overflowed f32: too far, the line search shortens it.
+            terms.borrow_mut().push([f64::INFINITY; 4]);
+            return Ok((f64::INFINITY, vec![0.0; xs.len()]));
+        }
+        let xa = Array3::from_shape_vec((c, h, w), xs.to_vec())
+            .map_err(|e| Error::Shape(e.to_string()))?;
+        let eval = objective.evaluate_timed(&xa, &mut timings.borrow_mut())?;
+        terms
+            .borrow_mut()
+            .push([eval.content, eval.style, eval.tv, eval.total]);
+        let grad = match eval.grad.as_slice() {
+            Some(g) => g.to_vec(),
+            None => eval.grad.iter().copied().collect(),
+        };
+        Ok((eval.total, grad))
+    };
+    let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
+        let [content, style, tv, total] = terms.borrow()[it.evaluation - 1];
+        image
+            .as_slice_mut()
+            .expect("a fresh array is contiguous")
+            .copy_from_slice(it.x);
+        let eval = Evaluation {
+            content,
+            style,
+            tv,
+            total,
+            grad: Array3::from_shape_vec((c, h, w), it.grad.to_vec())
+                .map_err(|e| Error::Shape(e.to_string()))?,
+        };
+        on_step(&Step {
+            iteration: it.iteration,
+            iterations,
+            eval: &eval,
+            image: &image,
+            evaluations: it.evaluations,
+            elapsed: start.elapsed().as_secs_f64(),
+        })
+    };
+    let xs = x
+        .as_slice_mut()
+        .expect("a standard-layout array is contiguous");
+    let report = lbfgs.minimize(xs, f, iterations, on_iter)?;
+    Ok((x, report))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Optimisers that update the pixels in place from the objective's gradient.
+//! Adam on the pixels.
 
 use crate::error::{Error, Result};
 use crate::gemm::Real;

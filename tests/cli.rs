@@ -1,0 +1,565 @@
+//! The `neural-style` binary end to end: runs on the tiny random VGG-19 (fast), one smoke run on
+//! the real weights, and bad input, which must fail with one `error:` line naming the culprit and
+//! leave no output, temporary or probe file behind (nor touch an existing output).
+
+mod common;
+
+use common::{data, real_weights};
+use image::{ImageFormat, Rgb, RgbImage};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
+
+/// What a finished run of the binary left behind.
+struct Outcome {
+    success: bool,
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn neural_style<I, S>(args: I) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let out = Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("the neural-style binary runs");
+    Outcome {
+        success: out.status.success(),
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A smooth colour gradient with a bright disc, so content layers have something to hold.
+fn gradient(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let disc = (fx - 0.4).powi(2) + (fy - 0.5).powi(2) < 0.06;
+        let r = if disc { 250.0 } else { 40.0 + 180.0 * fx };
+        Rgb([
+            r as u8,
+            (30.0 + 200.0 * fy) as u8,
+            (200.0 - 150.0 * fx * fy) as u8,
+        ])
+    })
+}
+
+/// Diagonal colour stripes: a texture with a distinct Gram matrix.
+fn stripes(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| match ((x + y) / 4) % 3 {
+        0 => Rgb([220, 40, 30]),
+        1 => Rgb([20, 60, 200]),
+        _ => Rgb([240, 220, 60]),
+    })
+}
+
+/// A checkerboard with a vertical ramp: a second, different style.
+fn checker(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let v = (40 + 200 * y / h) as u8;
+        if (x / 6 + y / 6) % 2 == 0 {
+            Rgb([v, 255 - v, 90])
+        } else {
+            Rgb([10, v / 2, 255 - v / 3])
+        }
+    })
+}
+
+/// Test inputs in one temporary folder and an empty output folder beside it.
+struct Fixture {
+    _inputs: TempDir,
+    outputs: TempDir,
+    /// 96x80 content (resized to 48x40 by `--size 48`).
+    content: PathBuf,
+    /// 72x72 style (PNG).
+    style: PathBuf,
+    /// 60x52 second style (JPEG).
+    style2: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let inputs = tempfile::tempdir().unwrap();
+        let content = inputs.path().join("content.png");
+        let style = inputs.path().join("style.png");
+        let style2 = inputs.path().join("style2.jpg");
+        gradient(96, 80).save(&content).unwrap();
+        stripes(72, 72).save(&style).unwrap();
+        checker(60, 52).save(&style2).unwrap();
+        Fixture {
+            _inputs: inputs,
+            outputs: tempfile::tempdir().unwrap(),
+            content,
+            style,
+            style2,
+        }
+    }
+
+    fn input_dir(&self) -> &Path {
+        self.content.parent().unwrap()
+    }
+
+    fn out_dir(&self) -> &Path {
+        self.outputs.path()
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.out_dir().join(name)
+    }
+
+    /// Arguments of a short run: the styles, output and step count, then `extra`; `--content`
+    /// (the fixture's), `--size 48` and `--weights` (the tiny network) unless `extra` sets them.
+    fn args(
+        &self,
+        styles: &[&Path],
+        output: &Path,
+        iterations: usize,
+        extra: &[&str],
+    ) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        for (key, value) in [
+            ("--content", self.content.clone()),
+            ("--size", "48".into()),
+            ("--weights", data("tiny_vgg.npz")),
+        ] {
+            if !extra.contains(&key) {
+                args.push(key.into());
+                args.push(value.into());
+            }
+        }
+        for style in styles {
+            args.push("--style".into());
+            args.push(style.into());
+        }
+        args.push("--output".into());
+        args.push(output.into());
+        args.push("--iterations".into());
+        args.push(iterations.to_string().into());
+        args.extend(extra.iter().map(OsString::from));
+        args
+    }
+}
+
+fn assert_success(run: &Outcome) {
+    assert!(
+        run.success,
+        "neural-style failed (exit {:?}):\n{}",
+        run.code, run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+/// `(step, total)` of every progress line `step N/M  total X ...` on stderr.
+fn totals(stderr: &str) -> Vec<(usize, f64)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? != "step" {
+                return None;
+            }
+            let step = words.next()?.split('/').next()?.parse().ok()?;
+            if words.next()? != "total" {
+                return None;
+            }
+            Some((step, words.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Asserts one progress line per step 1..=steps, all finite, and that the total loss fell.
+fn assert_loss_fell(stderr: &str, steps: usize) {
+    let t = totals(stderr);
+    let numbers: Vec<usize> = t.iter().map(|&(s, _)| s).collect();
+    assert_eq!(
+        numbers,
+        (1..=steps).collect::<Vec<_>>(),
+        "progress lines:\n{stderr}"
+    );
+    assert!(t.iter().all(|&(_, v)| v.is_finite()), "{stderr}");
+    let (first, last) = (t[0].1, t[t.len() - 1].1);
+    assert!(last < first, "total loss did not fall: {first} -> {last}");
+}
+
+/// Decodes an output file, checking its encoding too.
+fn decode(path: &Path, format: ImageFormat) -> RgbImage {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        image::guess_format(&bytes).unwrap(),
+        format,
+        "{}",
+        path.display()
+    );
+    image::load_from_memory(&bytes).unwrap().to_rgb8()
+}
+
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// A failed run: non-zero exit (not a signal), stderr exactly one `error:` line containing every
+/// `culprit`, no panic, and `out_dir` holding exactly `left` afterwards (no output, no
+/// `.*.tmp`, no probe).
+fn assert_clean_failure(run: &Outcome, culprits: &[&str], out_dir: &Path, left: &[&str]) {
+    assert!(!run.success, "expected a failure, got:\n{}", run.stderr);
+    assert!(
+        matches!(run.code, Some(c) if c != 0),
+        "exit {:?} (killed by a signal?):\n{}",
+        run.code,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "panic:\n{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr must be one line:\n{}", run.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    for c in culprits {
+        assert!(lines[0].contains(c), "'{}' does not name '{c}'", lines[0]);
+    }
+    assert_eq!(names_in(out_dir), set(left), "files left in the output dir");
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn tiny_run_writes_png_of_the_right_size_and_lowers_the_loss() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 30, &["--print-every", "1"]));
+    assert_success(&run);
+    assert_loss_fell(&run.stderr, 30);
+    // 96x80 content at --size 48: 48 on the long side, aspect ratio kept.
+    assert_eq!(decode(&out, ImageFormat::Png).dimensions(), (48, 40));
+    assert_eq!(names_in(f.out_dir()), set(&["out.png"]));
+}
+
+#[test]
+fn tiny_run_writes_jpeg_for_portrait_content() {
+    let f = Fixture::new();
+    // A portrait content image, 80 wide and 96 high: 40x48 at --size 48.
+    gradient(80, 96).save(&f.content).unwrap();
+    let out = f.out("out.jpg");
+    let run = neural_style(f.args(&[&f.style], &out, 30, &["--print-every", "1"]));
+    assert_success(&run);
+    assert_loss_fell(&run.stderr, 30);
+    assert_eq!(decode(&out, ImageFormat::Jpeg).dimensions(), (40, 48));
+    assert_eq!(names_in(f.out_dir()), set(&["out.jpg"]));
+}
+
+#[test]
+fn files_beside_the_output_are_left_alone() {
+    let f = Fixture::new();
+    // Names an output probe or checkpoint scheme might pick.
+    let keep = ["out-0.probe", "out-0.png", ".out.png.tmp"];
+    for name in keep {
+        std::fs::write(f.out(name), name).unwrap();
+    }
+    let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 5, &[]));
+    assert_success(&run);
+    let mut expected = keep.to_vec();
+    expected.push("out.png");
+    assert_eq!(names_in(f.out_dir()), set(&expected));
+    for name in keep {
+        assert_eq!(std::fs::read(f.out(name)).unwrap(), name.as_bytes());
+    }
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_run() {
+    // As in `neural-style ... 2>&1 | head -3`: the reader goes away before the progress lines.
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let mut child = Command::new(BIN)
+        .args(f.args(&[&f.style], &out, 30, &["--print-every", "1"]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?} with stderr closed");
+    assert_eq!(decode(&out, ImageFormat::Png).dimensions(), (48, 40));
+}
+
+#[test]
+fn save_every_writes_checkpoints_and_the_final_image() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 30, &["--save-every", "10"]));
+    assert_success(&run);
+    // Steps 10 and 20; step 30 is the final image itself, under the output name.
+    assert_eq!(
+        names_in(f.out_dir()),
+        set(&["out-10.png", "out-20.png", "out.png"])
+    );
+    let images: Vec<RgbImage> = ["out-10.png", "out-20.png", "out.png"]
+        .iter()
+        .map(|n| decode(&f.out(n), ImageFormat::Png))
+        .collect();
+    for img in &images {
+        assert_eq!(img.dimensions(), (48, 40));
+    }
+    assert_ne!(images[0], images[1], "checkpoints 10 and 20 are identical");
+    assert_ne!(images[1], images[2], "checkpoint 20 equals the final image");
+}
+
+#[test]
+fn style_blend_weights_select_styles() {
+    let f = Fixture::new();
+    let both = [f.style.as_path(), f.style2.as_path()];
+    let bytes = |name: &str, styles: &[&Path], extra: &[&str]| {
+        let out = f.out(name);
+        assert_success(&neural_style(f.args(styles, &out, 12, extra)));
+        std::fs::read(&out).unwrap()
+    };
+    let first = bytes("first.png", &[&f.style], &[]);
+    let second = bytes("second.png", &[&f.style2], &[]);
+    assert!(first != second, "the two styles give the same picture");
+    let blend_10 = bytes("blend10.png", &both, &["--style-blend", "1,0"]);
+    assert!(
+        blend_10 == first,
+        "--style-blend 1,0 differs from the first style alone"
+    );
+    let blend_01 = bytes("blend01.png", &both, &["--style-blend", "0,1"]);
+    assert!(
+        blend_01 == second,
+        "--style-blend 0,1 differs from the second style alone"
+    );
+    let even = bytes("even.png", &both, &[]);
+    assert!(
+        even != first && even != second,
+        "an even blend equals one style"
+    );
+}
+
+#[test]
+fn style_blend_with_the_wrong_count_is_an_error() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let both = [f.style.as_path(), f.style2.as_path()];
+    for blend in ["1", "1,0,0", "1,x"] {
+        let run = neural_style(f.args(&both, &out, 3, &["--style-blend", blend]));
+        assert_clean_failure(&run, &["--style-blend"], f.out_dir(), &[]);
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_the_result() {
+    let f = Fixture::new();
+    let both = [f.style.as_path(), f.style2.as_path()];
+    // 96 pixels: the first layers' convolutions are cut into several tiles.
+    let outputs: Vec<Vec<u8>> = ["1", "2", "3"]
+        .iter()
+        .map(|threads| {
+            let out = f.out(&format!("threads{threads}.png"));
+            let extra = ["--size", "96", "--threads", threads];
+            let run = neural_style(f.args(&both, &out, 8, &extra));
+            assert_success(&run);
+            let banner = format!(" {threads} threads");
+            assert!(run.stderr.contains(&banner), "{}", run.stderr);
+            std::fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(outputs[0] == outputs[1], "--threads 1 and 2 differ");
+    assert!(outputs[0] == outputs[2], "--threads 1 and 3 differ");
+}
+
+#[test]
+fn real_weights_smoke_run_with_the_seed_configuration() {
+    let weights = s(&real_weights());
+    let f = Fixture::new();
+    let out = f.out("real.png");
+    #[rustfmt::skip]
+    let extra = [
+        "--weights", &weights,
+        "--size", "64",
+        "--print-every", "1",
+        // The seed's configuration, spelled out so that tuned defaults cannot hide it.
+        "--content-layers", "conv4_2",
+        "--style-layers", "conv1_1:0.2,conv2_1:0.2,conv3_1:0.2,conv4_1:0.2,conv5_1:0.2",
+        "--content-weight", "10",
+        "--style-weight", "40",
+        "--tv-weight", "0",
+        "--learning-rate", "2",
+        "--init", "noise",
+        "--init-ratio", "0.6",
+        "--pool", "avg",
+    ];
+    let run = neural_style(f.args(&[&f.style], &out, 5, &extra));
+    assert_success(&run);
+    assert_loss_fell(&run.stderr, 5);
+    assert_eq!(decode(&out, ImageFormat::Png).dimensions(), (64, 53));
+}
+
+// ---- bad input ----
+
+#[test]
+fn missing_content_file() {
+    let f = Fixture::new();
+    let missing = s(&f.input_dir().join("no-such-photo.png"));
+    let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &["--content", &missing]));
+    assert_clean_failure(&run, &[&missing], f.out_dir(), &[]);
+}
+
+#[test]
+fn corrupt_content_image() {
+    let f = Fixture::new();
+    let noise: Vec<u8> = (0..4000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&f.content, noise).unwrap();
+    let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &[]));
+    assert_clean_failure(&run, &[&s(&f.content)], f.out_dir(), &[]);
+    // A PNG cut short is no better.
+    let mut png = Vec::new();
+    gradient(96, 80)
+        .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .unwrap();
+    std::fs::write(&f.content, &png[..png.len() / 2]).unwrap();
+    let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &[]));
+    assert_clean_failure(&run, &[&s(&f.content)], f.out_dir(), &[]);
+}
+
+#[test]
+fn missing_weights_file_says_how_to_fetch_it() {
+    let f = Fixture::new();
+    let missing = s(&f.input_dir().join("vgg19.npz"));
+    let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &["--weights", &missing]));
+    let culprits = [missing.as_str(), "scripts/fetch-weights.sh"];
+    assert_clean_failure(&run, &culprits, f.out_dir(), &[]);
+}
+
+#[test]
+fn corrupt_weights_file() {
+    let f = Fixture::new();
+    let garbage = f.input_dir().join("garbage.npz");
+    std::fs::write(&garbage, vec![0x5a; 10_000]).unwrap();
+    // The real format, cut in half.
+    let half = f.input_dir().join("half.npz");
+    let tiny = std::fs::read(data("tiny_vgg.npz")).unwrap();
+    std::fs::write(&half, &tiny[..tiny.len() / 2]).unwrap();
+    for weights in [s(&garbage), s(&half)] {
+        let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &["--weights", &weights]));
+        assert_clean_failure(&run, &[&weights], f.out_dir(), &[]);
+    }
+}
+
+#[test]
+fn output_in_a_missing_directory() {
+    let f = Fixture::new();
+    let out = f.out("no-such-dir/out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 3, &[]));
+    assert_clean_failure(&run, &[&s(&out)], f.out_dir(), &[]);
+}
+
+#[test]
+fn output_under_a_regular_file() {
+    let f = Fixture::new();
+    std::fs::write(f.out("file"), b"not a folder").unwrap();
+    let out = f.out("file/out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 3, &[]));
+    assert_clean_failure(&run, &[&s(&out)], f.out_dir(), &["file"]);
+    assert_eq!(std::fs::read(f.out("file")).unwrap(), b"not a folder");
+}
+
+#[test]
+fn output_that_is_a_directory_fails_before_the_run() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    std::fs::create_dir(&out).unwrap();
+    // One error line and no progress line: the failure comes before the steps.
+    let run = neural_style(f.args(&[&f.style], &out, 50, &["--print-every", "1"]));
+    assert_clean_failure(&run, &[&s(&out)], f.out_dir(), &["out.png"]);
+    assert!(names_in(&out).is_empty());
+}
+
+#[test]
+fn output_in_a_read_only_directory() {
+    use std::fs::{set_permissions, Permissions};
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let ro = f.out("ro");
+    std::fs::create_dir(&ro).unwrap();
+    set_permissions(&ro, Permissions::from_mode(0o555)).unwrap();
+    // Root writes anyway: find out by trying rather than by guessing from the user name.
+    if std::fs::write(ro.join("try"), b"").is_ok() {
+        set_permissions(&ro, Permissions::from_mode(0o755)).unwrap();
+        eprintln!("note: a 0555 directory is writable here (root?); read-only case skipped");
+        return;
+    }
+    let out = ro.join("out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 3, &[]));
+    set_permissions(&ro, Permissions::from_mode(0o755)).unwrap();
+    assert_clean_failure(&run, &[&s(&out)], &ro, &[]);
+}
+
+#[test]
+fn unsupported_output_extension() {
+    let f = Fixture::new();
+    for name in ["out.gif", "no-extension"] {
+        let out = f.out(name);
+        let run = neural_style(f.args(&[&f.style], &out, 3, &[]));
+        assert_clean_failure(&run, &[&s(&out)], f.out_dir(), &[]);
+    }
+}
+
+#[test]
+fn unknown_layer_names() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    for (option, value, culprit) in [
+        ("--style-layers", "conv1_1,conv9_9", "conv9_9"),
+        ("--content-layers", "pool4", "pool4"),
+    ] {
+        let run = neural_style(f.args(&[&f.style], &out, 3, &[option, value]));
+        assert_clean_failure(&run, &[culprit], f.out_dir(), &[]);
+    }
+}
+
+#[test]
+fn failed_run_leaves_an_existing_output_untouched() {
+    let f = Fixture::new();
+    let out = f.out("output.png");
+    let mut previous = Vec::new();
+    checker(30, 20)
+        .write_to(&mut std::io::Cursor::new(&mut previous), ImageFormat::Png)
+        .unwrap();
+    std::fs::write(&out, &previous).unwrap();
+    // A corrupt style image, found only after the weights and the content are loaded.
+    let bad_style = f.input_dir().join("bad-style.png");
+    std::fs::write(
+        &bad_style,
+        b"\x89PNG\r\n\x1a\n but then nothing of the sort",
+    )
+    .unwrap();
+    let run = neural_style(f.args(&[&f.style, &bad_style], &out, 3, &[]));
+    assert_clean_failure(&run, &[&s(&bad_style)], f.out_dir(), &["output.png"]);
+    assert!(
+        std::fs::read(&out).unwrap() == previous,
+        "existing output was changed"
+    );
+    // Corrupt weights: the same.
+    let garbage = s(&f.input_dir().join("garbage.npz"));
+    std::fs::write(&garbage, b"PK\x03\x04 and nothing more").unwrap();
+    let run = neural_style(f.args(&[&f.style], &out, 3, &["--weights", &garbage]));
+    assert_clean_failure(&run, &[&garbage], f.out_dir(), &["output.png"]);
+    assert!(
+        std::fs::read(&out).unwrap() == previous,
+        "existing output was changed"
+    );
+}
