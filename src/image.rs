@@ -110,6 +110,23 @@ pub fn load_net_exact(path: impl AsRef<Path>, width: u32, height: u32) -> Result
     Ok(rgb32f_to_net(&img))
 }
 
+/// Resamples a net-space array to `width x height` (Lanczos3), e.g. to carry a coarse result
+/// to the next scale. Values are not clamped.
+pub fn resize_net(x: &Array3<f32>, width: u32, height: u32) -> Array3<f32> {
+    let (_, h, w) = x.dim();
+    let img: Rgb32FImage = ImageBuffer::from_fn(w as u32, h as u32, |px, py| {
+        Rgb(std::array::from_fn(|c| {
+            (x[[c, py as usize, px as usize]] + MEAN[c]) / 255.0
+        }))
+    });
+    rgb32f_to_net(&image::imageops::resize(
+        &img,
+        width,
+        height,
+        FilterType::Lanczos3,
+    ))
+}
+
 /// Output encodings, chosen by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -309,6 +326,16 @@ mod tests {
         let net = rgb32f_to_net(&back.into_rgb32f());
         assert!(net.iter().zip(x.iter()).all(|(a, b)| (a - b).abs() < 0.01));
         assert!(save_net_with_depth(&x, dir.path().join("x.jpg"), true).is_err());
+    }
+
+    #[test]
+    fn resize_net_keeps_a_constant_image_constant() {
+        let x = Array3::from_shape_fn((3, 4, 6), |(c, _, _)| c as f32 * 10.0 - 5.0);
+        let r = resize_net(&x, 12, 8);
+        assert_eq!(r.dim(), (3, 8, 12));
+        assert!(r
+            .indexed_iter()
+            .all(|((c, _, _), v)| (v - (c as f32 * 10.0 - 5.0)).abs() < 1e-3));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod npz;
 pub mod ops;
 pub mod optim;
 pub mod profile;
+pub mod progress;
 pub mod transfer;
 pub mod vgg;
 
@@ -40,5 +41,5 @@ pub use error::{Error, Result};
 pub use gemm::Real;
 pub use loss::{Evaluation, LossConfig, Objective};
 pub use ops::Pool;
-pub use optim::Adam;
+pub use optim::{Adam, Lbfgs};
 pub use vgg::{Vgg, Vgg19};

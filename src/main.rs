@@ -1,10 +1,14 @@
 //! The `neural-style` command line: a thin layer over the library.
 
 use clap::{Parser, ValueEnum};
+use ndarray::Array3;
 use neural_style::image::{self as img, OutputFormat};
+use neural_style::optim::Stop;
 use neural_style::profile::Timings;
-use neural_style::transfer::{initial_image, run_adam, Init};
-use neural_style::{Adam, Error, LossConfig, Objective, Pool, Result, Vgg19};
+use neural_style::progress::{self, Record};
+use neural_style::transfer::{initial_image, run_adam, run_lbfgs, Init, Step};
+use neural_style::{Adam, Error, Lbfgs, LossConfig, Objective, Pool, Result, Vgg19};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,9 +38,35 @@ struct Args {
     /// Long side of the output in pixels (style images are resized to the same long side).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
     size: u32,
-    /// Optimiser steps.
+    /// Optimiser steps (per scale, in a multi-scale run).
     #[arg(long, default_value_t = 300)]
     iterations: usize,
+    /// Optimiser: adam (the seed's) or lbfgs (better per step; jcjohnson/neural-style's default).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    optimizer: OptimizerArg,
+    /// L-BFGS history size (pairs kept).
+    #[arg(long, default_value_t = 10)]
+    history: usize,
+    /// Coarser sizes to optimise first, comma-separated long sides (e.g. 256,384); each stage
+    /// starts from the previous result upsampled, and the last stage is --size.
+    #[arg(long)]
+    scales: Option<String>,
+    /// Style images are resized to this fraction of the output's long side (bigger: larger
+    /// brush strokes).
+    #[arg(long, default_value_t = 1.0)]
+    style_scale: f64,
+    /// Keep the content's colours: transfer only the luminance of the painting.
+    #[arg(long)]
+    original_colors: bool,
+    /// Bits per channel of the output: 8, or 16 (PNG only) for print work.
+    #[arg(long, default_value_t = 8, value_parser = parse_depth)]
+    output_depth: u8,
+    /// Print one JSON object per reported step on stdout (for batch jobs), instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write every step's losses to this CSV file at the end.
+    #[arg(long)]
+    loss_csv: Option<PathBuf>,
     /// alpha: weight of the content loss.
     #[arg(long, default_value_t = 10.0)]
     content_weight: f64,
@@ -96,10 +126,24 @@ struct Args {
     weights: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum OptimizerArg {
+    Adam,
+    Lbfgs,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PoolArg {
     Avg,
     Max,
+}
+
+fn parse_depth(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err("must be 8 or 16".into()),
+    }
 }
 
 /// Parses `NAME[:WEIGHT],...`; a missing weight becomes `default_weight(count)`.
@@ -175,8 +219,47 @@ fn check_output(output: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The long sides of the stages of a run, coarse to fine, ending at `size`.
+fn stage_sizes(scales: Option<&str>, size: u32) -> Result<Vec<u32>> {
+    let mut sizes = Vec::new();
+    for item in scales
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let v: u32 = item
+            .parse()
+            .map_err(|_| Error::Config(format!("--scales: '{item}' is not a size in pixels")))?;
+        if v < 16 || v >= size || sizes.last().is_some_and(|&p| v <= p) {
+            return Err(Error::Config(format!(
+                "--scales must increase, each between 16 and --size ({size}), got {item}"
+            )));
+        }
+        sizes.push(v);
+    }
+    sizes.push(size);
+    Ok(sizes)
+}
+
+/// Resizes a style image for a stage: its long side is `style_scale` times the stage's.
+fn style_side(size: u32, style_scale: f64) -> Result<u32> {
+    let side = (size as f64 * style_scale).round();
+    if !(style_scale.is_finite() && style_scale > 0.0) || !(16.0..=16384.0).contains(&side) {
+        return Err(Error::Config(format!(
+            "--style-scale {style_scale} gives a {side}-pixel style image; it must be 16..16384"
+        )));
+    }
+    Ok(side as u32)
+}
+
 fn run(args: Args) -> Result<()> {
     check_output(&args.output)?;
+    if args.output_depth == 16 && OutputFormat::from_path(&args.output)? != OutputFormat::Png {
+        return Err(Error::Config(
+            "--output-depth 16 needs a .png output".into(),
+        ));
+    }
     if let Some(n) = args.threads {
         if n == 0 {
             return Err(Error::Config("--threads must be at least 1".into()));
@@ -197,74 +280,168 @@ fn run(args: Args) -> Result<()> {
             PoolArg::Max => Pool::Max,
         },
     };
+    config.depth()?;
     let blend = parse_blend(args.style_blend.as_deref(), args.styles.len())?;
-    let mut adam = Adam::new(args.learning_rate, args.beta1, args.beta2, args.epsilon)?;
+    let sizes = stage_sizes(args.scales.as_deref(), args.size)?;
+    for &size in &sizes {
+        style_side(size, args.style_scale)?;
+    }
+    let lbfgs = Lbfgs {
+        history: args.history,
+        ..Lbfgs::default()
+    };
+    lbfgs.validate()?;
+    Adam::<f32>::new(args.learning_rate, args.beta1, args.beta2, args.epsilon)?;
 
     let t0 = Instant::now();
     let vgg = Vgg19::load_for(&args.weights, &config)?;
-    let content = img::load_net(&args.content, args.size)?;
-    let (h, w) = (content.dim().1, content.dim().2);
-    let init = match args.init.as_str() {
-        "noise" => Init::Noise {
-            ratio: args.init_ratio,
-        },
-        "content" => Init::Content,
-        "random" => Init::Random,
-        file => Init::Image(img::load_net_exact(file, w as u32, h as u32)?),
-    };
-    let styles = args
+    let content_image = img::decode(&args.content)?;
+    let style_images = args
         .styles
         .iter()
-        .zip(&blend)
-        .map(|(p, &b)| Ok((img::load_net(p, args.size)?, b)))
+        .map(img::decode)
         .collect::<Result<Vec<_>>>()?;
-    let objective = Objective::new(&vgg, &content, &styles, &config)?;
-    let x = initial_image(&init, &content, args.seed)?;
-    say!(
-        "neural-style: {w}x{h}, {} style image(s), {} steps, {} threads; setup {:.2} s",
-        styles.len(),
-        args.iterations,
-        rayon::current_num_threads(),
-        t0.elapsed().as_secs_f64()
-    );
-
+    let interactive = !args.json && std::io::stderr().is_terminal();
     let mut timings = args.profile.then(Timings::default);
-    let x = run_adam(
-        &objective,
-        x,
-        &mut adam,
-        args.iterations,
-        &mut timings,
-        |s| {
-            let last = s.iteration == s.iterations;
-            if (args.print_every > 0 && s.iteration % args.print_every == 0) || last {
-                say!(
-                "step {:>5}/{}  total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  {:.3} s/step",
-                s.iteration,
-                s.iterations,
-                s.eval.total,
-                s.eval.content,
-                s.eval.style,
-                s.eval.tv,
-                s.elapsed / s.iteration as f64
-            );
+    let mut records: Vec<Record> = Vec::new();
+    let mut x: Option<Array3<f32>> = None;
+    let mut content = Array3::zeros((3, 1, 1));
+
+    for (stage, &size) in sizes.iter().enumerate() {
+        content = img::rgb32f_to_net(&img::resize_long_side(&content_image, size));
+        let (h, w) = (content.dim().1, content.dim().2);
+        let side = style_side(size, args.style_scale)?;
+        let styles: Vec<(Array3<f32>, f32)> = style_images
+            .iter()
+            .zip(&blend)
+            .map(|(s, &b)| (img::rgb32f_to_net(&img::resize_long_side(s, side)), b))
+            .collect();
+        let objective = Objective::new(&vgg, &content, &styles, &config)?;
+        let start = match x.take() {
+            Some(prev) => img::resize_net(&prev, w as u32, h as u32),
+            None => {
+                let init = match args.init.as_str() {
+                    "noise" => Init::Noise {
+                        ratio: args.init_ratio,
+                    },
+                    "content" => Init::Content,
+                    "random" => Init::Random,
+                    file => Init::Image(img::load_net_exact(file, w as u32, h as u32)?),
+                };
+                initial_image(&init, &content, args.seed)?
             }
-            if args.save_every > 0 && s.iteration % args.save_every == 0 && !last {
-                img::save_net(s.image, checkpoint_path(&args.output, s.iteration))?;
+        };
+        if !args.json {
+            say!(
+                "neural-style: stage {}/{} at {w}x{h}, {} style image(s), {} {:?} steps, {} threads; setup {:.2} s",
+                stage + 1,
+                sizes.len(),
+                styles.len(),
+                args.iterations,
+                args.optimizer,
+                rayon::current_num_threads(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        let last_stage = stage + 1 == sizes.len();
+        let on_step = |s: &Step| -> Result<()> {
+            let r = Record::new(stage + 1, size, s);
+            records.push(r);
+            let last = s.iteration == s.iterations;
+            let report = (args.print_every > 0 && s.iteration % args.print_every == 0) || last;
+            if args.json {
+                if report {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{}", r.json());
+                    let _ = out.flush();
+                }
+            } else if interactive {
+                let _ = write!(std::io::stderr(), "\r{}", r.bar());
+                if last {
+                    say!("");
+                }
+            } else if report {
+                say!(
+                    "step {:>5}/{}  total {:.4e}  content {:.4e}  style {:.4e}  tv {:.4e}  {:.3} s/step",
+                    s.iteration,
+                    s.iterations,
+                    r.total,
+                    r.content,
+                    r.style,
+                    r.tv,
+                    s.elapsed / s.iteration as f64
+                );
+            }
+            if last_stage && args.save_every > 0 && s.iteration % args.save_every == 0 && !last {
+                save(
+                    &args,
+                    s.image,
+                    &content,
+                    &checkpoint_path(&args.output, s.iteration),
+                )?;
             }
             Ok(())
-        },
-    )?;
-    img::save_net(&x, &args.output)?;
-    if let Some(t) = timings {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), t.report().as_bytes());
+        };
+        x = Some(match args.optimizer {
+            OptimizerArg::Adam => {
+                let mut adam = Adam::new(args.learning_rate, args.beta1, args.beta2, args.epsilon)?;
+                run_adam(
+                    &objective,
+                    start,
+                    &mut adam,
+                    args.iterations,
+                    &mut timings,
+                    on_step,
+                )?
+            }
+            OptimizerArg::Lbfgs => {
+                let (x, report) = run_lbfgs(
+                    &objective,
+                    start,
+                    &lbfgs,
+                    args.iterations,
+                    &mut timings,
+                    on_step,
+                )?;
+                if report.stop != Stop::MaxIterations && !args.json {
+                    say!(
+                        "L-BFGS stopped after {} iterations: {:?}",
+                        report.iterations,
+                        report.stop
+                    );
+                }
+                x
+            }
+        });
     }
-    say!(
-        "wrote {} in {:.1} s",
-        args.output.display(),
-        t0.elapsed().as_secs_f64()
-    );
+    let x = x.ok_or_else(|| Error::Config("no stage ran".into()))?;
+    save(&args, &x, &content, &args.output)?;
+    if let Some(path) = &args.loss_csv {
+        img::write_atomic(path, progress::csv(&records).as_bytes())?;
+    }
+    if let Some(t) = timings {
+        let _ = std::io::stderr().write_all(t.report().as_bytes());
+    }
+    if !args.json {
+        say!(
+            "wrote {} in {:.1} s",
+            args.output.display(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// Writes an image with the output options (original colours, bit depth).
+fn save(args: &Args, x: &Array3<f32>, content: &Array3<f32>, path: &Path) -> Result<()> {
+    let recoloured;
+    let x = if args.original_colors {
+        recoloured = img::original_colors(x, content)?;
+        &recoloured
+    } else {
+        x
+    };
+    img::save_net_with_depth(x, path, args.output_depth == 16)
 }
 
 fn main() -> ExitCode {

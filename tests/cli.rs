@@ -18,6 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_neural-style");
 struct Outcome {
     success: bool,
     code: Option<i32>,
+    stdout: String,
     stderr: String,
 }
 
@@ -34,6 +35,7 @@ where
     Outcome {
         success: out.status.success(),
         code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
@@ -562,4 +564,143 @@ fn failed_run_leaves_an_existing_output_untouched() {
         std::fs::read(&out).unwrap() == previous,
         "existing output was changed"
     );
+}
+
+// Features of the parity issue: each test would fail if its flag were not wired through.
+
+/// Mean |chroma difference| (R - Y and B - Y, 0..255 units) between two equal-size images.
+fn mean_chroma_gap(a: &image::Rgb32FImage, b: &image::Rgb32FImage) -> f32 {
+    let chroma = |p: &Rgb<f32>| {
+        let y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+        [p[0] - y, p[2] - y]
+    };
+    let total: f32 = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| {
+            let (cp, cq) = (chroma(p), chroma(q));
+            (cp[0] - cq[0]).abs() + (cp[1] - cq[1]).abs()
+        })
+        .sum();
+    255.0 * total / (2 * a.width() * a.height()) as f32
+}
+
+#[test]
+fn original_colors_keep_the_content_chroma() {
+    let f = Fixture::new();
+    let content = neural_style::image::resize_long_side(
+        &neural_style::image::decode(&f.content).unwrap(),
+        48,
+    );
+    let mut gaps = Vec::new();
+    for (name, extra) in [
+        ("plain.png", vec![]),
+        ("kept.png", vec!["--original-colors"]),
+    ] {
+        let mut extra = extra;
+        extra.extend(["--output-depth", "16"]);
+        let run = neural_style(f.args(&[&f.style], &f.out(name), 20, &extra));
+        assert_success(&run);
+        let out = image::open(f.out(name)).unwrap().into_rgb32f();
+        assert_eq!(out.dimensions(), content.dimensions());
+        gaps.push(mean_chroma_gap(&out, &content));
+    }
+    // The painted colours of the striped style differ from the photograph's; kept ones do not
+    // (up to clamping at the ends of 0..255).
+    assert!(
+        gaps[0] > 5.0,
+        "plain run already has the content's colours: {gaps:?}"
+    );
+    assert!(
+        gaps[1] < 1.0,
+        "--original-colors did not keep the colours: {gaps:?}"
+    );
+}
+
+#[test]
+fn multi_scale_run_reports_each_stage_and_ends_at_the_requested_size() {
+    let f = Fixture::new();
+    let (out, csv) = (f.out("out.png"), f.out("loss.csv"));
+    let extra = [
+        "--scales",
+        "24,32",
+        "--json",
+        "--print-every",
+        "1",
+        "--loss-csv",
+        csv.to_str().unwrap(),
+    ];
+    let run = neural_style(f.args(&[&f.style], &out, 4, &extra));
+    assert_success(&run);
+    assert_eq!(decode(&out, ImageFormat::Png).dimensions(), (48, 40));
+    // One JSON object per step on stdout, stages 1..3 at sizes 24, 32, 48.
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "{}", run.stdout);
+    for (i, line) in lines.iter().enumerate() {
+        let (stage, size) = (i / 4 + 1, [24, 32, 48][i / 4]);
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        assert!(
+            line.contains(&format!(
+                "\"scale\":{stage},\"size\":{size},\"iteration\":{}",
+                i % 4 + 1
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        run.stderr.is_empty(),
+        "--json keeps stderr quiet: {}",
+        run.stderr
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), 13, "{csv}");
+    assert!(csv.starts_with("scale,size,iteration,"));
+}
+
+#[test]
+fn lbfgs_from_the_cli_lowers_the_loss() {
+    let f = Fixture::new();
+    let run = neural_style(f.args(
+        &[&f.style],
+        &f.out("out.png"),
+        15,
+        &[
+            "--optimizer",
+            "lbfgs",
+            "--history",
+            "5",
+            "--print-every",
+            "1",
+        ],
+    ));
+    assert_success(&run);
+    assert_loss_fell(&run.stderr, 15);
+}
+
+#[test]
+fn style_scale_changes_the_painting() {
+    let f = Fixture::new();
+    let mut bytes = Vec::new();
+    for (name, scale) in [("a.png", "1"), ("b.png", "0.5")] {
+        let run = neural_style(f.args(&[&f.style], &f.out(name), 5, &["--style-scale", scale]));
+        assert_success(&run);
+        bytes.push(std::fs::read(f.out(name)).unwrap());
+    }
+    assert_ne!(bytes[0], bytes[1]);
+}
+
+#[test]
+fn bad_feature_settings_fail_cleanly() {
+    let f = Fixture::new();
+    for (extra, culprit) in [
+        (vec!["--scales", "32,24"], "--scales"),
+        (vec!["--scales", "64"], "--scales"),
+        (vec!["--style-scale", "0"], "--style-scale"),
+        (vec!["--history", "0"], "history"),
+    ] {
+        let run = neural_style(f.args(&[&f.style], &f.out("out.png"), 3, &extra));
+        assert_clean_failure(&run, &[culprit], f.out_dir(), &[]);
+    }
+    let run = neural_style(f.args(&[&f.style], &f.out("out.jpg"), 3, &["--output-depth", "16"]));
+    assert_clean_failure(&run, &["16"], f.out_dir(), &[]);
 }
