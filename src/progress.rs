@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn bar_shows_progress_and_eta() {
         let b = record().bar();
-        assert!(b.starts_with("[######.................]"), "{b}");
+        assert!(b.starts_with("[######..................]"), "{b}");
         // 0.5 s/step, 90 steps left: 45 s.
         assert!(b.ends_with("ETA 0m45s"), "{b}");
     }

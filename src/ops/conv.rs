@@ -9,10 +9,16 @@
 //!
 //! The gradient with respect to the input is the same convolution applied to the output gradient
 //! with the kernel rotated by 180 degrees and its channel axes swapped (`rotate_kernel`).
+//!
+//! `conv3x3` and `Conv3x3` (which keeps the transformed kernels between calls) dispatch between
+//! this im2col path (`conv3x3_im2col`, kept as the general fallback and the tests' oracle) and
+//! Winograd F(2x2, 3x3) or F(4x4, 3x3) (`ops::winograd`) by layer shape, see `winograd_tile`.
 
+use super::winograd::{conv3x3_winograd, Tile, WinogradKernel};
 use super::SharedMut;
 use crate::gemm::Real;
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Target size of one tile's im2col block, in elements.
 const COL_TILE_ELEMS: usize = 1 << 20;
@@ -71,9 +77,148 @@ fn im2col<T: Real>(input: &[T], h: usize, w: usize, p0: usize, p1: usize, col: &
     }
 }
 
-/// `out = conv3x3(input, weights) + bias`, shapes as in the module docs.
+/// Smallest input channel count for which `winograd_tile` picks Winograd.
+const WINOGRAD_MIN_CIN: usize = 16;
+
+/// Which algorithm is fastest for a 3x3 convolution of `cin -> cout` channels on an `h x w`
+/// image: a Winograd variant (`ops::winograd`), or `None` for tiled im2col. `kernel_cached`: the
+/// transformed kernel is kept between calls (`Conv3x3`) rather than built on each (`conv3x3`).
+///
+/// The rule comes from timing every path (f32, min of 5-7 runs, 2 threads of a Xeon with
+/// AVX-512, `gemm` crate kernel); "ms im2col / F2 / F4" below, cached kernels unless said:
+/// - im2col when `cin < 16`: with K = cin the GEMMs are tiny and the transforms dominate.
+///   conv1_1 forward, 3 -> 64 at 256 x 256: 4.5 / 6.8 / 5.5. (8 -> 8 at 64 x 64 is 0.15 /
+///   0.15 / 0.09, 16 -> 16 0.51 / 0.29 / 0.19.) Few *output* channels do not hurt: 64 -> 3 at
+///   256 x 256 is 9.6 / 6.3 / 4.7.
+/// - im2col below 64 pixels, or 512 when the kernel is transformed on the call (about 1 ns per
+///   transformed value for F(2x2): 5 ms for 512 x 512 channels; F(4x4) is 2.25x larger, and
+///   4x slower at 512 x 512, whose 38 MB transform is page faults). With few pixels all paths
+///   are bound by reading the weights, which Winograd makes 16/9 or 4 times larger: 512 -> 512
+///   at 4 x 4 is 1.7 / 2.8 / 2.4, at 8 x 8 3.4 / 3.2 / 6.1, at 16 x 16 11.4 / 6.0 / 7.2.
+/// - im2col when F(2x2)'s tiles are mostly padding (it would not save a third of the
+///   multiplies): images 1 pixel high or wide.
+/// - F(4x4) from 1024 pixels when neither channel count exceeds 256, from 4096 when one does or
+///   the kernel is transformed on the call (never for an uncached kernel over 256 channels),
+///   unless its tiles waste so much padding that it would not save a fifth of F(2x2)'s
+///   multiplies; F(2x2) otherwise. On VGG-19 at 256 x 256 F(4x4) wins 1.2-1.6x on blocks 1-3
+///   (conv1_2 forward 33.3 / 24.0 / 15.4, conv2_2 26.7 / 14.7 / 9.9, conv3_2 22.3 / 12.7 /
+///   11.4); on the 512-channel layers it is even at 32 x 32 (conv4_2 25.7 / 14.0 / 14.1), loses
+///   at 16 x 16 (conv5_1 11.1 / 5.8 / 6.9) and wins from 64 x 64 (conv4_2 at 512 x 512: 88.3 /
+///   49.7 / 44.4). With 256 channels it loses at 16 x 16 (3.7 / 2.3 / 2.6).
+pub fn winograd_tile(
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    kernel_cached: bool,
+) -> Option<Tile> {
+    let pixels = h * w;
+    let min_pixels = if kernel_cached { 64 } else { 512 };
+    let f2 = Tile::F2x2.multiplies(h, w);
+    if cin < WINOGRAD_MIN_CIN || pixels < min_pixels || 3 * f2 > 2 * 9 * pixels {
+        return None;
+    }
+    let f4_pixels = match (kernel_cached, cin.max(cout) <= 256) {
+        (true, true) => 1024,
+        (true, false) | (false, true) => 4096,
+        (false, false) => usize::MAX,
+    };
+    let f4 = Tile::F4x4.multiplies(h, w);
+    if pixels >= f4_pixels && 5 * f4 <= 4 * f2 {
+        Some(Tile::F4x4)
+    } else {
+        Some(Tile::F2x2)
+    }
+}
+
+/// `out = conv3x3(input, weights) + bias`, shapes as in the module docs, by the algorithm
+/// `winograd_tile` picks. A Winograd kernel is transformed on every call: code that runs the
+/// same weights again should hold a `Conv3x3` instead.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    match winograd_tile(cin, cout, h, w, false) {
+        Some(tile) => {
+            let kernel = WinogradKernel::with_tile(weights, cout, cin, tile);
+            conv3x3_winograd(input, cin, h, w, &kernel, bias, out);
+        }
+        None => conv3x3_im2col(input, cin, h, w, weights, cout, bias, out),
+    }
+}
+
+/// The weights of a 3x3 convolution together with their Winograd transforms, each built on
+/// first use and then kept: the way to run the same weights many times (a network layer) at
+/// full speed. Holds at most the raw weights plus 16/9 (F(2x2)) and 4 (F(4x4)) times their size,
+/// and only the transforms that `winograd_tile` has asked for.
+#[derive(Debug)]
+pub struct Conv3x3<T> {
+    cout: usize,
+    cin: usize,
+    weights: Vec<T>,
+    f2: OnceLock<WinogradKernel<T>>,
+    f4: OnceLock<WinogradKernel<T>>,
+}
+
+impl<T: Real> Conv3x3<T> {
+    /// OIHW `weights`, `cout x cin x 3 x 3`.
+    pub fn new(weights: Vec<T>, cout: usize, cin: usize) -> Self {
+        assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+        Conv3x3 {
+            cout,
+            cin,
+            weights,
+            f2: OnceLock::new(),
+            f4: OnceLock::new(),
+        }
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+
+    /// The raw OIHW weights.
+    pub fn weights(&self) -> &[T] {
+        &self.weights
+    }
+
+    /// The Winograd transform of the weights for `tile`, built on the first call.
+    pub fn kernel(&self, tile: Tile) -> &WinogradKernel<T> {
+        let cell = match tile {
+            Tile::F2x2 => &self.f2,
+            Tile::F4x4 => &self.f4,
+        };
+        cell.get_or_init(|| WinogradKernel::with_tile(&self.weights, self.cout, self.cin, tile))
+    }
+
+    /// `out = conv3x3(input, weights) + bias` (`input` `cin x h x w`, `out` `cout x h x w`).
+    pub fn run(&self, input: &[T], h: usize, w: usize, bias: Option<&[T]>, out: &mut [T]) {
+        let (cin, cout) = (self.cin, self.cout);
+        match winograd_tile(cin, cout, h, w, true) {
+            Some(tile) => conv3x3_winograd(input, cin, h, w, self.kernel(tile), bias, out),
+            None => conv3x3_im2col(input, cin, h, w, &self.weights, cout, bias, out),
+        }
+    }
+}
+
+/// `out = conv3x3(input, weights) + bias` by tiled im2col + GEMM (the general path, and the
+/// oracle of the Winograd tests).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_im2col<T: Real>(
     input: &[T],
     cin: usize,
     h: usize,
@@ -208,7 +353,7 @@ mod tests {
         let x = noise(cin * h * w, 5);
         let wt = noise(cout * cin * 9, 6);
         let mut o = vec![0.0; cout * h * w];
-        conv3x3(&x, cin, h, w, &wt, cout, None, &mut o);
+        conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o);
         assert!(max_rel_err(&o, &naive(&x, cin, h, w, &wt, cout)) < 1e-12);
     }
 
@@ -245,19 +390,125 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_picks_each_path_and_each_matches_direct_definition() {
+        // (cin, cout, h, w, cached, expected path)
+        let cases = [
+            (3, 8, 20, 20, true, None),
+            (16, 8, 7, 7, true, None),
+            (16, 8, 1, 80, true, None),
+            (16, 8, 9, 9, true, Some(Tile::F2x2)),
+            (16, 8, 9, 9, false, None),
+            (16, 8, 17, 16, true, Some(Tile::F2x2)),
+            (16, 8, 33, 32, true, Some(Tile::F4x4)),
+            (32, 33, 17, 16, false, None),
+            (16, 8, 23, 23, false, Some(Tile::F2x2)),
+            (32, 32, 2, 300, true, Some(Tile::F2x2)),
+        ];
+        for (cin, cout, h, w, cached, path) in cases {
+            assert_eq!(
+                winograd_tile(cin, cout, h, w, cached),
+                path,
+                "{cin} {cout} {h} {w}"
+            );
+            let x = noise(cin * h * w, 1);
+            let wt = noise(cout * cin * 9, 2);
+            let b = noise(cout, 3);
+            let mut want = naive(&x, cin, h, w, &wt, cout);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += b[i / (h * w)];
+            }
+            let mut o = vec![0.0; cout * h * w];
+            if cached {
+                Conv3x3::new(wt.clone(), cout, cin).run(&x, h, w, Some(&b), &mut o);
+            } else {
+                conv3x3(&x, cin, h, w, &wt, cout, Some(&b), &mut o);
+            }
+            assert!(max_rel_err(&o, &want) < 1e-12, "{cin} {cout} {h} {w}");
+        }
+        // The big-image rules.
+        assert_eq!(winograd_tile(512, 512, 32, 32, true), Some(Tile::F2x2));
+        assert_eq!(winograd_tile(512, 512, 64, 64, true), Some(Tile::F4x4));
+        assert_eq!(winograd_tile(512, 512, 64, 64, false), Some(Tile::F2x2));
+        assert_eq!(winograd_tile(256, 256, 32, 32, false), Some(Tile::F2x2));
+        assert_eq!(winograd_tile(256, 256, 64, 64, false), Some(Tile::F4x4));
+        assert_eq!(winograd_tile(64, 3, 256, 256, true), Some(Tile::F4x4));
+    }
+
+    #[test]
+    fn winograd_input_gradient_matches_finite_differences() {
+        // Shapes where both directions take Winograd: F(2x2) through `conv3x3` (kernel
+        // transformed on the call) and F(4x4) through `Conv3x3`; odd sides.
+        for (cin, cout, h, w, cached) in [(16, 24, 23, 23, false), (16, 16, 33, 32, true)] {
+            let tile = if cached { Tile::F4x4 } else { Tile::F2x2 };
+            assert_eq!(winograd_tile(cin, cout, h, w, cached), Some(tile));
+            assert_eq!(winograd_tile(cout, cin, h, w, cached), Some(tile));
+            let x = noise(cin * h * w, 51);
+            let wt = noise(cout * cin * 9, 52);
+            let b = noise(cout, 53);
+            let gout = noise(cout * h * w, 54);
+            let (fwd, bwd) = (
+                Conv3x3::new(wt.clone(), cout, cin),
+                Conv3x3::new(rotate_kernel(&wt, cout, cin), cin, cout),
+            );
+            let conv = |x: &[f64], o: &mut [f64]| {
+                if cached {
+                    fwd.run(x, h, w, Some(&b), o)
+                } else {
+                    conv3x3(x, cin, h, w, &wt, cout, Some(&b), o)
+                }
+            };
+            let loss = |x: &[f64]| {
+                let mut o = vec![0.0; cout * h * w];
+                conv(x, &mut o);
+                o.iter().zip(&gout).map(|(a, g)| a * g).sum::<f64>()
+            };
+            let mut gin = vec![0.0; cin * h * w];
+            if cached {
+                bwd.run(&gout, h, w, None, &mut gin);
+            } else {
+                conv3x3(&gout, cout, h, w, bwd.weights(), cin, None, &mut gin);
+            }
+            // Central differences on every 61st input (a prime stride, so all rows, columns
+            // and channels are hit). The loss is linear in x, so they are exact up to rounding.
+            let (step, mut xp) = (1e-5, x.clone());
+            let (mut err, mut scale) = (0.0f64, 0.0f64);
+            for i in (0..x.len()).step_by(61) {
+                xp[i] = x[i] + step;
+                let fp = loss(&xp);
+                xp[i] = x[i] - step;
+                let fm = loss(&xp);
+                xp[i] = x[i];
+                let num = (fp - fm) / (2.0 * step);
+                err = err.max((gin[i] - num).abs());
+                scale = scale.max(num.abs());
+            }
+            assert!(err / scale < 1e-8, "{tile:?}: {:e}", err / scale);
+        }
+    }
+
+    #[test]
     fn f32_result_is_independent_of_thread_count() {
         let (cin, cout, h, w) = (64, 64, 40, 40);
         let x: Vec<f32> = noise(cin * h * w, 1).iter().map(|&v| v as f32).collect();
         let wt: Vec<f32> = noise(cout * cin * 9, 2).iter().map(|&v| v as f32).collect();
-        let run = |threads| {
+        // Both paths: this shape takes Winograd through `conv3x3`.
+        assert!(winograd_tile(cin, cout, h, w, false).is_some());
+        let run = |threads, winograd| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             let mut o = vec![0.0f32; cout * h * w];
-            pool.install(|| conv3x3(&x, cin, h, w, &wt, cout, None, &mut o));
+            pool.install(|| {
+                if winograd {
+                    conv3x3(&x, cin, h, w, &wt, cout, None, &mut o)
+                } else {
+                    conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o)
+                }
+            });
             o
         };
-        assert_eq!(run(1), run(3));
+        assert_eq!(run(1, false), run(3, false));
+        assert_eq!(run(1, true), run(3, true));
     }
 }

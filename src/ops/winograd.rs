@@ -1,0 +1,954 @@
+//! 3x3, stride 1, padding 1 convolution by Winograd's minimal filtering algorithms F(2x2, 3x3)
+//! and F(4x4, 3x3) (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks").
+//!
+//! Layout as in `ops::conv`: input `cin x h x w`, weights `cout x cin x 3 x 3` (OIHW), output
+//! `cout x h x w`, all row-major, any `h, w >= 1`.
+//!
+//! The output is cut into `m x m` tiles (`m` = 2 or 4; `ceil(h/m) x ceil(w/m)` of them, numbered
+//! row-major). Each tile needs an `a x a` input patch, `a = m + 2`, whose top-left corner is one
+//! pixel up and left of the tile's; reads outside the image are the padding zeros, and outputs
+//! of the last tile row and column that fall outside the image are dropped. With the constant
+//! matrices `B^T` (`a x a`), `G` (`a x 3`) and `A^T` (`m x a`) of the variant (see `F2` and `F4`
+//! below), one tile of one output channel is
+//!
+//! ```text
+//! Y = A^T [ sum_ci (G g G^T) .* (B^T d B) ] A
+//! ```
+//!
+//! Numbering the `a * a` positions of a transformed tile by `xi`, the sum over input channels is,
+//! for each `xi`, a matrix product `M[xi] (cout x tiles) = U[xi] (cout x cin) * V[xi] (cin x
+//! tiles)`, with `U = G g G^T` the transformed kernel ([`WinogradKernel`], computed once per
+//! weight bank) and `V = B^T d B` the transformed input. Per output pixel and (cin, cout) pair
+//! the GEMMs do `a^2 / m^2` multiplies: 4 for F(2x2, 3x3), 2.25 for F(4x4, 3x3), against 9 for
+//! the direct or im2col convolution.
+//!
+//! Parallelism and reproducibility: the work is split into a fixed grid of tasks, bands of
+//! consecutive tiles x chunks of output channels, that depends only on the layer shape. Each task
+//! transforms its band of the input into its own scratch (`a^2 x cin x band`), runs its GEMMs
+//! into its own scratch (`a^2 x chunk x band`), and writes the outputs of its tiles and channels,
+//! which no other task touches. No full-size buffer is ever allocated, and each output element is
+//! computed by the same instructions whatever the thread count (bitwise reproducible results).
+//!
+//! The input gradient (the same convolution with the kernel rotated by 180 degrees and its
+//! channel axes swapped) takes either its own kernel, transformed from the rotated weights, or,
+//! for F(2x2, 3x3), `conv3x3_winograd_backward`, which reads the forward kernel in place.
+//!
+//! The transforms are separable passes over rows (`B^T` down the columns of a tile row's input
+//! rows, then `B` along the rows at a stride of `m`; `A` along rows, then `A^T` down columns),
+//! written as plain loops over contiguous data that the compiler vectorises.
+//!
+//! Accuracy: F(2x2, 3x3) only adds, subtracts and halves, and is about as accurate as im2col:
+//! f32 max error 2.8e-7 of the largest output on a VGG-like layer (im2col 2.4e-7, see
+//! `f32_accuracy_on_a_vgg_shape`). F(4x4, 3x3) multiplies by up to 8 and divides by 6 and 24:
+//! 4.5e-6 there; on the real conv1_2 weights and activations 1.8e-6 max, 4e-7 relative L2
+//! (F(2x2) 3.4e-7 and 1.2e-7), and through the whole f32 network the PyTorch golden losses move
+//! from about 1e-7 to 2e-6 relative (the test allows 1e-4). `ops::conv::winograd_tile` says
+//! which layers use which.
+
+use super::SharedMut;
+use crate::gemm::{gemm_into, MatRef, Real};
+use rayon::prelude::*;
+use std::array::from_fn;
+
+/// Output tile size of a Winograd convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tile {
+    /// F(2x2, 3x3): 4x4 transformed tiles, 16 GEMMs, 2.25x fewer multiplies than direct.
+    F2x2,
+    /// F(4x4, 3x3): 6x6 transformed tiles, 36 GEMMs, 4x fewer multiplies than direct, and a
+    /// transformed kernel 36/9 = 4 times the size of the weights (16/9 for F(2x2, 3x3)).
+    F4x4,
+}
+
+impl Tile {
+    /// Side of the output tile.
+    pub fn side(self) -> usize {
+        match self {
+            Tile::F2x2 => 2,
+            Tile::F4x4 => 4,
+        }
+    }
+
+    /// Transformed positions per tile, i.e. GEMMs per convolution.
+    pub fn positions(self) -> usize {
+        (self.side() + 2).pow(2)
+    }
+
+    /// GEMM multiplies per (cin, cout) pair for an `h x w` image, padding tiles included.
+    pub fn multiplies(self, h: usize, w: usize) -> usize {
+        let m = self.side();
+        self.positions() * h.div_ceil(m) * w.div_ceil(m)
+    }
+}
+
+/// Split output channels too when there are fewer bands than this (small images, deep layers),
+/// so that all cores have work.
+const MIN_TASKS: usize = 8;
+/// Smallest output-channel chunk worth its own GEMMs (each chunk transforms the input again).
+const MIN_CHUNK_ROWS: usize = 32;
+
+/// One Winograd variant F(M x M, 3x3), `A = M + 2`: its 1-D transforms, applied along rows and
+/// columns, and its band size.
+trait Variant<const M: usize, const A: usize>: Sync {
+    /// `G g` for one column (or row) `g` of a 3x3 kernel.
+    fn g<T: Real>(g: [T; 3]) -> [T; A];
+    /// `B^T d` for one column (or row) of an input patch.
+    fn bt<T: Real>(d: [T; A]) -> [T; A];
+    /// `A^T m` for one column (or row) of a tile's products.
+    fn at<T: Real>(m: [T; A]) -> [T; M];
+    /// Tiles per band (the GEMMs' N) for `cin` input channels.
+    fn band_tiles(cin: usize) -> usize;
+}
+
+/// F(2x2, 3x3), interpolation points 0, 1, -1 and infinity:
+///
+/// ```text
+///       | 1  0 -1  0 |        | 1    0    0  |
+/// B^T = | 0  1  1  0 |    G = | 1/2  1/2  1/2 |    A^T = | 1  1  1  0 |
+///       | 0 -1  1  0 |        | 1/2 -1/2  1/2 |          | 0  1 -1 -1 |
+///       | 0  1  0 -1 |        | 0    0    1  |
+/// ```
+struct F2;
+
+impl Variant<2, 4> for F2 {
+    #[inline(always)]
+    fn g<T: Real>([g0, g1, g2]: [T; 3]) -> [T; 4] {
+        let half = T::from_f64(0.5);
+        [g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2]
+    }
+    #[inline(always)]
+    fn bt<T: Real>([d0, d1, d2, d3]: [T; 4]) -> [T; 4] {
+        [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+    }
+    #[inline(always)]
+    fn at<T: Real>([m0, m1, m2, m3]: [T; 4]) -> [T; 2] {
+        [m0 + m1 + m2, m1 - m2 - m3]
+    }
+    /// Measured (2 threads, min of 8): 64 is best or within noise on every VGG shape; e.g.
+    /// 256 -> 256 at 64 x 64 13.1 ms vs 15.4 at 32 and 13.6 at 128, 512 -> 512 at 32 x 32 10.0
+    /// vs 11.2 and 11.7. Fewer make the GEMMs too thin; more overflow the 2 MiB L2 with the
+    /// band's transformed input (16 x cin x band values).
+    fn band_tiles(_cin: usize) -> usize {
+        64
+    }
+}
+
+/// F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity:
+///
+/// ```text
+///       | 4  0 -5  0  1  0 |        |  1/4     0     0  |
+///       | 0 -4 -4  1  1  0 |        | -1/6  -1/6  -1/6  |          | 1  1  1  1  1  0 |
+/// B^T = | 0  4 -4 -1  1  0 |    G = | -1/6   1/6  -1/6  |    A^T = | 0  1 -1  2 -2  0 |
+///       | 0 -2 -1  2  1  0 |        |  1/24  1/12  1/6  |          | 0  1  1  4  4  0 |
+///       | 0  2 -1 -2  1  0 |        |  1/24 -1/12  1/6  |          | 0  1 -1  8 -8  1 |
+///       | 0  4  0 -5  0  1 |        |  0     0     1    |
+/// ```
+struct F4;
+
+impl Variant<4, 6> for F4 {
+    #[inline(always)]
+    fn g<T: Real>([g0, g1, g2]: [T; 3]) -> [T; 6] {
+        let (q, s) = (T::from_f64(0.25), T::from_f64(1.0 / 6.0));
+        let (e, t) = (T::from_f64(1.0 / 24.0), T::from_f64(1.0 / 12.0));
+        [
+            g0 * q,
+            -(g0 + g1 + g2) * s,
+            -(g0 - g1 + g2) * s,
+            g0 * e + g1 * t + g2 * s,
+            g0 * e - g1 * t + g2 * s,
+            g2,
+        ]
+    }
+    #[inline(always)]
+    fn bt<T: Real>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+        let (two, four, five) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
+        let (p, q) = (d4 - four * d2, d3 - four * d1);
+        let (r, s) = (d4 - d2, two * (d3 - d1));
+        [
+            four * d0 - five * d2 + d4,
+            q + p,
+            p - q,
+            r + s,
+            r - s,
+            four * d1 - five * d3 + d5,
+        ]
+    }
+    #[inline(always)]
+    fn at<T: Real>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+        let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
+        let (a, b, c, d) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        [m0 + a + c, b + two * d, a + four * c, b + eight * d + m5]
+    }
+    /// Measured (2 threads, min of 8): up to 128 input channels 64 is best (64 -> 64 at
+    /// 256 x 256 11.8 ms vs 12.9 at 32 and 12.1 at 128), above that 32 (256 -> 256 at 64 x 64
+    /// 6.7 vs 7.2 at 64 and 9.3 at 128; 512 -> 512 at 32 x 32 12.9 vs 13.7 at 64): the band's
+    /// transformed input is 36 x cin x band values.
+    fn band_tiles(cin: usize) -> usize {
+        if cin <= 128 {
+            64
+        } else {
+            32
+        }
+    }
+}
+
+/// A 3x3 kernel bank transformed for one Winograd variant: `U[xi] = (G g G^T)[xi]` for every
+/// (output channel, input channel) pair, stored as `tile.positions()` row-major `cout x cin`
+/// matrices (the left-hand operands of the GEMMs) a padded `stride` apart.
+///
+/// Build it once per weight bank and reuse it (`ops::conv::Conv3x3` does): transforming writes
+/// `cout * cin * positions` values, about 1 ms for 256 x 256 channels with F(2x2, 3x3).
+#[derive(Clone, Debug)]
+pub struct WinogradKernel<T> {
+    tile: Tile,
+    cout: usize,
+    cin: usize,
+    u: Vec<T>,
+}
+
+impl<T: Real> WinogradKernel<T> {
+    /// Transforms OIHW `weights` (`cout x cin x 3 x 3`) for F(2x2, 3x3), the variant for any
+    /// image size (F(4x4, 3x3) only pays on large ones; `with_tile` chooses).
+    pub fn new(weights: &[T], cout: usize, cin: usize) -> Self {
+        Self::with_tile(weights, cout, cin, Tile::F2x2)
+    }
+
+    /// Transforms OIHW `weights` (`cout x cin x 3 x 3`) for `tile`, in parallel over output
+    /// channels.
+    pub fn with_tile(weights: &[T], cout: usize, cin: usize, tile: Tile) -> Self {
+        assert_eq!(weights.len(), cout * cin * 9, "winograd weights");
+        let u = match tile {
+            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(weights, cout, cin),
+            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(weights, cout, cin),
+        };
+        WinogradKernel { tile, cout, cin, u }
+    }
+
+    /// The variant this kernel was transformed for.
+    pub fn tile(&self) -> Tile {
+        self.tile
+    }
+
+    /// Output channels.
+    pub fn cout(&self) -> usize {
+        self.cout
+    }
+
+    /// Input channels.
+    pub fn cin(&self) -> usize {
+        self.cin
+    }
+}
+
+/// Distance between consecutive `xi` planes of the transformed kernel, input and product, in
+/// elements: one `size`-element matrix plus a pad that shifts each plane by 16 elements. The
+/// transforms touch all planes at once; without the shift, plane sizes that are multiples of
+/// 4 KiB (most VGG shapes) put all the streams in the same L1 cache set, and the transforms ran
+/// several times slower.
+fn padded(size: usize) -> usize {
+    size + 16
+}
+
+/// `U = G g G^T` for every kernel of the bank, as `A * A` padded planes of `cout x cin`.
+fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    weights: &[T],
+    cout: usize,
+    cin: usize,
+) -> Vec<T> {
+    let stride = padded(cout * cin);
+    let mut u = vec![T::zero(); A * A * stride];
+    let u_ptr = SharedMut(u.as_mut_ptr());
+    // Local rows of `cin` values, a padded `rs` apart (see `padded`).
+    let rs = padded(cin);
+    (0..cout).into_par_iter().for_each_init(
+        || vec![T::zero(); A * A * rs],
+        |rows, co| {
+            // rows[xi * rs + ci] = U[xi][co][ci], then one contiguous copy per plane. The
+            // kernels of LANES input channels are transformed side by side.
+            let g = &weights[co * cin * 9..][..cin * 9];
+            for c0 in (0..cin).step_by(LANES) {
+                let len = LANES.min(cin - c0);
+                let mut gl = [[T::zero(); LANES]; 9];
+                for (l, gc) in g[c0 * 9..(c0 + len) * 9].chunks_exact(9).enumerate() {
+                    for (k, &v) in gc.iter().enumerate() {
+                        gl[k][l] = v;
+                    }
+                }
+                // q = G g (A x 3, by columns of g), then u = q G^T (by rows of q).
+                let mut q = [[[T::zero(); LANES]; 3]; A];
+                for j in 0..3 {
+                    for l in 0..LANES {
+                        let col = V::g([gl[j][l], gl[3 + j][l], gl[6 + j][l]]);
+                        for (qi, &v) in q.iter_mut().zip(&col) {
+                            qi[j][l] = v;
+                        }
+                    }
+                }
+                for (i, qi) in q.iter().enumerate() {
+                    let mut r = [[T::zero(); LANES]; A];
+                    for l in 0..LANES {
+                        let row = V::g([qi[0][l], qi[1][l], qi[2][l]]);
+                        for (rj, &v) in r.iter_mut().zip(&row) {
+                            rj[l] = v;
+                        }
+                    }
+                    for (j, rj) in r.iter().enumerate() {
+                        rows[(i * A + j) * rs + c0..][..len].copy_from_slice(&rj[..len]);
+                    }
+                }
+            }
+            let u_ptr = u_ptr;
+            for (xi, row) in rows.chunks_exact(rs).enumerate() {
+                // SAFETY: the destination, elements `xi * stride + co * cin ..+ cin`, lies
+                // inside `u` (`xi < A * A`, `co < cout`, `cout * cin <= stride`); the task for
+                // `co` is the only one writing row `co` of any plane, so writes never overlap,
+                // and `u` is exclusively borrowed and otherwise unused until the loop ends.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        u_ptr.0.add(xi * stride + co * cin),
+                        cin,
+                    )
+                };
+            }
+        },
+    );
+    u
+}
+
+/// The tile rows met by tiles `t0..t1` (row-major over a grid `tw` tiles wide), each as
+/// `(ty, first tx, end tx, index of its first tile relative to t0)`.
+fn tile_rows(
+    t0: usize,
+    t1: usize,
+    tw: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let rows = if t1 > t0 {
+        t0 / tw..(t1 - 1) / tw + 1
+    } else {
+        0..0
+    };
+    rows.map(move |ty| {
+        let txa = if ty == t0 / tw { t0 % tw } else { 0 };
+        let txb = if ty == (t1 - 1) / tw {
+            (t1 - 1) % tw + 1
+        } else {
+            tw
+        };
+        (ty, txa, txb, ty * tw + txa - t0)
+    })
+}
+
+/// Values processed side by side by the transforms: fixed-size groups whose loops the compiler
+/// unrolls and vectorises, with one bounds check per group instead of one per value.
+const LANES: usize = 8;
+
+/// `dst[.][x] = f(src[.][x])` for `x` in `0..n`: a 1-D transform applied down the columns of
+/// `I` rows into `O` rows (every row at least `n` long).
+#[inline(always)]
+fn map_columns<T: Real, const I: usize, const O: usize>(
+    src: &[&[T]; I],
+    dst: &mut [&mut [T]; O],
+    n: usize,
+    f: impl Fn([T; I]) -> [T; O],
+) {
+    let mut x = 0;
+    while x + LANES <= n {
+        let a: [&[T; LANES]; I] = from_fn(|k| src[k][x..x + LANES].try_into().unwrap());
+        let mut out = [[T::zero(); LANES]; O];
+        for l in 0..LANES {
+            let r = f(from_fn(|k| a[k][l]));
+            for (o, &v) in out.iter_mut().zip(&r) {
+                o[l] = v;
+            }
+        }
+        for (d, o) in dst.iter_mut().zip(&out) {
+            d[x..x + LANES].copy_from_slice(o);
+        }
+        x += LANES;
+    }
+    for x in x..n {
+        let r = f(from_fn(|k| src[k][x]));
+        for (d, &v) in dst.iter_mut().zip(&r) {
+            d[x] = v;
+        }
+    }
+}
+
+/// `dst[.][i] = f(src[M i..M i + A])` for `i` in `0..n`: a 1-D transform applied along a row
+/// to overlapping windows at a stride of `M`, one output row per transformed position
+/// (`src` at least `M n + A - M` long).
+#[inline(always)]
+fn map_windows<T: Real, const M: usize, const A: usize>(
+    src: &[T],
+    dst: &mut [&mut [T]; A],
+    n: usize,
+    f: impl Fn([T; A]) -> [T; A],
+) {
+    let mut i = 0;
+    while i + LANES <= n {
+        let win = &src[M * i..M * (i + LANES) + A - M];
+        let mut out = [[T::zero(); LANES]; A];
+        for l in 0..LANES {
+            let r = f(from_fn(|j| win[M * l + j]));
+            for (o, &v) in out.iter_mut().zip(&r) {
+                o[l] = v;
+            }
+        }
+        for (d, o) in dst.iter_mut().zip(&out) {
+            d[i..i + LANES].copy_from_slice(o);
+        }
+        i += LANES;
+    }
+    for i in i..n {
+        let r = f(from_fn(|j| src[M * i + j]));
+        for (d, &v) in dst.iter_mut().zip(&r) {
+            d[i] = v;
+        }
+    }
+}
+
+/// `dst[M i..M i + M] = f(src[.][i])` for `i` in `0..n`: a 1-D transform applied across `A`
+/// rows, its `M` results written side by side (`dst` at least `M n` long).
+#[inline(always)]
+fn map_gather<T: Real, const M: usize, const A: usize>(
+    src: &[&[T]; A],
+    dst: &mut [T],
+    n: usize,
+    f: impl Fn([T; A]) -> [T; M],
+) {
+    let mut i = 0;
+    while i + LANES <= n {
+        let a: [&[T; LANES]; A] = from_fn(|j| src[j][i..i + LANES].try_into().unwrap());
+        let win = &mut dst[M * i..M * (i + LANES)];
+        for l in 0..LANES {
+            let r = f(from_fn(|j| a[j][l]));
+            win[M * l..M * l + M].copy_from_slice(&r);
+        }
+        i += LANES;
+    }
+    for i in i..n {
+        let r = f(from_fn(|j| src[j][i]));
+        dst[M * i..M * i + M].copy_from_slice(&r);
+    }
+}
+
+/// Transforms the input patches of tiles `t0..t1` of all `cin` channels:
+/// `v[xi * vstride + ci * n + (t - t0)] = (B^T d B)[xi]` for tile `t` of channel `ci`,
+/// `n = t1 - t0`. Scratch: `e`, `A` rows of `M * (ceil(w/M) + 1)`; `zeros`, `w` zeros.
+///
+/// One tile row at a time: `B^T` down the columns of its `A` input rows (zero rows above and
+/// below the image) into the rows of `e`, indexed by padded column `x' = x + 1` (zero columns
+/// left and right of the image), then `B` along each row of `e`, tile `tx` reading columns
+/// `M tx .. M tx + A`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    t0: usize,
+    t1: usize,
+    v: &mut [T],
+    vstride: usize,
+    e: &mut [T],
+    zeros: &[T],
+) {
+    let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
+    let pw = M * (tw + 1);
+    for ci in 0..cin {
+        let plane = &input[ci * hw..][..hw];
+        for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
+            let len = txb - txa;
+            // Padded columns read by the tiles (rounded up to whole chunks of M), and the part
+            // of them backed by the image.
+            let (xa, xb) = (M * txa, M * (txb + 1));
+            let (va, vb) = (xa.max(1), xb.min(w + 1));
+            let src: [&[T]; A] = from_fn(|i| {
+                let sy = M * ty + i;
+                if sy >= 1 && sy <= h {
+                    &plane[(sy - 1) * w + va - 1..(sy - 1) * w + vb - 1]
+                } else {
+                    &zeros[..vb - va]
+                }
+            });
+            let mut erows = e.chunks_exact_mut(pw);
+            let mut erows: [&mut [T]; A] = from_fn(|_| erows.next().unwrap());
+            for ek in erows.iter_mut() {
+                ek[xa..va].fill(T::zero());
+                ek[vb..xb].fill(T::zero());
+            }
+            let mut cols = erows.iter_mut().map(|ek| &mut ek[va..vb]);
+            let mut cols: [&mut [T]; A] = from_fn(|_| cols.next().unwrap());
+            map_columns(&src, &mut cols, vb - va, V::bt);
+            let at = ci * n + rel;
+            let mut planes = v.chunks_mut(vstride);
+            for ek in &erows {
+                let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
+                let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
+                map_windows::<T, M, A>(&ek[xa..xb], &mut outs, len, V::bt);
+            }
+        }
+    }
+}
+
+/// Writes `Y = A^T M A + bias` for tiles `t0..t1` of `mn` output channels: `m[xi * mstride +
+/// co * n + (t - t0)]` is position `xi` of tile `t` in channel `co`, and channel `co`'s
+/// `h x w` plane starts at `out + co * h * w`. Outputs of the last tile row and column that
+/// fall outside the image are dropped. Scratch: `s`, `A + M` rows of `M * ceil(w/M)`.
+///
+/// One tile row at a time: `A` along each of the `A` rows of its tiles' products (into the
+/// first `A` rows of `s`), then `A^T` down the columns into the `M` output rows (rows below the
+/// image go to the last `M` rows of `s`, which are discarded).
+///
+/// # Safety
+/// `out` must be valid for writes of `mn * h * w` elements, and no one else may access the
+/// pixels of tiles `t0..t1` in those `mn` planes during the call.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    m: &[T],
+    mstride: usize,
+    mn: usize,
+    h: usize,
+    w: usize,
+    t0: usize,
+    t1: usize,
+    bias: Option<&[T]>,
+    out: *mut T,
+    s: &mut [T],
+) {
+    let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
+    let sw = M * tw;
+    for co in 0..mn {
+        let b = bias.map_or(T::zero(), |b| b[co]);
+        for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
+            let len = txb - txa;
+            let at = co * n + rel;
+            let mut srows = s.chunks_exact_mut(sw);
+            let mut rows: [&mut [T]; A] = from_fn(|_| srows.next().unwrap());
+            let mut planes = m.chunks(mstride);
+            for sk in rows.iter_mut() {
+                let mut ins = planes.by_ref().take(A).map(|p| &p[at..at + len]);
+                let ins: [&[T]; A] = from_fn(|_| ins.next().unwrap());
+                map_gather::<T, M, A>(&ins, sk, len, V::at);
+            }
+            let (x0, x1) = (M * txa, (M * txb).min(w));
+            let cols = x1 - x0;
+            let valid = M.min(h - M * ty);
+            let mut dst: [&mut [T]; M] = from_fn(|r| {
+                if r < valid {
+                    // SAFETY: row `M ty + r < h`, columns `x0..x1` (`x1 <= w`) of plane
+                    // `co < mn`: inside the region the caller vouches for, and pixels of this
+                    // call's tiles; rows differ, so the slices are disjoint.
+                    unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out.add(co * hw + (M * ty + r) * w + x0),
+                            cols,
+                        )
+                    }
+                } else {
+                    &mut srows.next().unwrap()[..cols]
+                }
+            });
+            let src: [&[T]; A] = from_fn(|k| &rows[k][..cols]);
+            map_columns(&src, &mut dst, cols, |col| V::at(col).map(|y| y + b));
+        }
+    }
+}
+
+/// Runs `f`, compiled for AVX2 when the CPU has it (the transforms are plain loops that the
+/// compiler vectorises; the portable x86-64 baseline only has 4-wide SSE). Only the vector width
+/// changes, not the operations or their order, so the results are the same either way.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { avx2(f) };
+    }
+    f()
+}
+
+/// Fixed task grid of one convolution: `(tiles per band, output channels per chunk)`.
+fn tiling(band_tiles: usize, cout: usize, ntiles: usize) -> (usize, usize) {
+    let nbands = ntiles.div_ceil(band_tiles).max(1);
+    let band = ntiles.div_ceil(nbands);
+    let chunks = MIN_TASKS
+        .div_ceil(nbands)
+        .clamp(1, (cout / MIN_CHUNK_ROWS).max(1));
+    (band, cout.div_ceil(chunks))
+}
+
+/// `out = conv3x3(input, g) + bias` with `kernel` the Winograd transform of `g`; shapes as in
+/// the module docs (`cout` and `cin` are the kernel's).
+pub fn conv3x3_winograd<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    kernel: &WinogradKernel<T>,
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    assert_eq!(kernel.cin, cin, "winograd kernel input channels");
+    let bank = kernel.bank(false);
+    match kernel.tile {
+        Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, out),
+        Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, out),
+    }
+}
+
+/// The input gradient of the convolution by `g`, given the output gradient `grad_out`
+/// (`cout x h x w`) and `kernel`, the F(2x2, 3x3) transform of `g` (`cout x cin`): `grad_in`
+/// (`cin x h x w`) equals `conv3x3_winograd` with the transform of `rotate_kernel(g)`, but reads
+/// `kernel` in place, so one transformed kernel serves both passes (half the memory). The GEMMs
+/// then read its matrices transposed, which costs up to 20-40% on 512-channel layers; a second
+/// kernel built from the rotated weights (as `ops::conv::Conv3x3` does) is the faster choice.
+///
+/// Why it works: rotating g by 180 degrees is `J g J` (J the 3x3 exchange matrix) and, for
+/// F(2x2, 3x3), `G J = P G` with P the 4x4 permutation swapping 0 and 3, so the transform of the
+/// rotated kernel is `P U P^T`: position (i, j) holds U's (p(i), p(j)); swapping the channel axes
+/// transposes each matrix. F(4x4, 3x3)'s points (0, +-1, +-2) are not closed under inversion, so
+/// it has no such identity.
+pub fn conv3x3_winograd_backward<T: Real>(
+    grad_out: &[T],
+    h: usize,
+    w: usize,
+    kernel: &WinogradKernel<T>,
+    grad_in: &mut [T],
+) {
+    assert_eq!(
+        kernel.tile,
+        Tile::F2x2,
+        "in-place input gradient needs F(2x2, 3x3)"
+    );
+    run::<T, 2, 4, F2>(grad_out, h, w, kernel.bank(true), None, grad_in);
+}
+
+impl<T> WinogradKernel<T> {
+    /// The kernel as the GEMMs read it, for the forward or the input-gradient convolution.
+    fn bank(&self, backward: bool) -> Bank<'_, T> {
+        let (cout, cin) = if backward {
+            (self.cin, self.cout)
+        } else {
+            (self.cout, self.cin)
+        };
+        Bank {
+            u: &self.u,
+            stride: padded(self.cout * self.cin),
+            cout,
+            cin,
+            backward,
+        }
+    }
+}
+
+/// A transformed kernel as the left-hand operands of the GEMMs: the `cout x cin` matrices of
+/// the convolution being computed, which for the input gradient (`backward`, F(2x2, 3x3) only)
+/// are the transposes of the stored ones at the rotated positions.
+struct Bank<'a, T> {
+    u: &'a [T],
+    stride: usize,
+    cout: usize,
+    cin: usize,
+    backward: bool,
+}
+
+impl<'a, T: Real> Bank<'a, T> {
+    /// The `cout x cin` matrix of position `xi`.
+    fn matrix(&self, xi: usize) -> MatRef<'a, T> {
+        let size = self.cout * self.cin;
+        if self.backward {
+            // Position (i, j) of the rotated F(2x2) transform is U's (p(i), p(j)), p swapping 0
+            // and 3 (see `conv3x3_winograd_backward`).
+            let p = |i: usize| if i % 3 == 0 { 3 - i } else { i };
+            let plane = &self.u[(p(xi / 4) * 4 + p(xi % 4)) * self.stride..][..size];
+            MatRef::t(plane, self.cout, self.cin)
+        } else {
+            MatRef::new(&self.u[xi * self.stride..][..size], self.cout, self.cin)
+        }
+    }
+}
+
+/// `out = conv3x3(input) + bias` by F(M x M, 3x3) with the kernel `bank` (input
+/// `bank.cin x h x w`, output `bank.cout x h x w`).
+fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    input: &[T],
+    h: usize,
+    w: usize,
+    bank: Bank<'_, T>,
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let (cin, cout, hw, nxi) = (bank.cin, bank.cout, h * w, A * A);
+    assert_eq!(input.len(), cin * hw, "conv input");
+    assert_eq!(out.len(), cout * hw, "conv output");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), cout, "conv bias");
+    }
+    if hw == 0 || cout == 0 {
+        return;
+    }
+    let tw = w.div_ceil(M);
+    let ntiles = h.div_ceil(M) * tw;
+    let (band, chunk) = tiling(V::band_tiles(cin), cout, ntiles);
+    let (nbands, nchunks) = (ntiles.div_ceil(band), cout.div_ceil(chunk));
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    (0..nbands * nchunks).into_par_iter().for_each_init(
+        || {
+            (
+                vec![T::zero(); nxi * padded(cin * band)],
+                vec![T::zero(); nxi * padded(chunk * band)],
+                // Row scratch of the transforms, and a row of zeros (the padding).
+                vec![T::zero(); (A + M) * M * (tw + 1)],
+                vec![T::zero(); w],
+            )
+        },
+        |(v, m, rows, zeros), task| {
+            let (t0, m0) = ((task / nchunks) * band, (task % nchunks) * chunk);
+            let (t1, m1) = ((t0 + band).min(ntiles), (m0 + chunk).min(cout));
+            let (n, mn) = (t1 - t0, m1 - m0);
+            let (vstride, mstride) = (padded(cin * n), padded(mn * n));
+
+            let v = &mut v[..nxi * vstride];
+            simd(|| {
+                transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros)
+            });
+
+            // M[xi] = U[xi] (rows m0..m1) V[xi], mn x n.
+            for xi in 0..nxi {
+                let vx = MatRef::new(&v[xi * vstride..][..cin * n], cin, n);
+                let mx = &mut m[xi * mstride..][..mn * n];
+                gemm_into(T::one(), bank.matrix(xi).rows(m0, m1), vx, T::zero(), mx, n);
+            }
+
+            let (m, bias) = (&m[..nxi * mstride], bias.map(|b| &b[m0..m1]));
+            let out_ptr = out_ptr;
+            // SAFETY: `out` is the exclusively borrowed `cout x h x w` output, which nothing
+            // reads while the tasks run; `dst` is channel m0's plane, this task writes only the
+            // pixels of tiles `t0..t1` in channels `m0..m1`, and the bands and chunks of the
+            // task grid partition the tiles and the channels, so no two tasks write the same
+            // element.
+            simd(|| unsafe {
+                let dst = out_ptr.0.add(m0 * hw);
+                transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, dst, rows)
+            });
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::conv::{conv3x3_im2col, rotate_kernel};
+    use crate::ops::testutil::{max_rel_err, noise};
+
+    const TILES: [Tile; 2] = [Tile::F2x2, Tile::F4x4];
+
+    /// Direct definition of the convolution (with bias), in f64.
+    pub(crate) fn naive(
+        x: &[f64],
+        cin: usize,
+        h: usize,
+        w: usize,
+        wt: &[f64],
+        cout: usize,
+        bias: Option<&[f64]>,
+    ) -> Vec<f64> {
+        let mut o = vec![0.0; cout * h * w];
+        for co in 0..cout {
+            for y in 0..h {
+                for xx in 0..w {
+                    let mut s = bias.map_or(0.0, |b| b[co]);
+                    for ci in 0..cin {
+                        for kh in 0..3 {
+                            for kw in 0..3 {
+                                let (sy, sx) = (y + kh, xx + kw);
+                                if sy >= 1 && sx >= 1 && sy <= h && sx <= w {
+                                    s += wt[((co * cin + ci) * 3 + kh) * 3 + kw]
+                                        * x[(ci * h + sy - 1) * w + sx - 1];
+                                }
+                            }
+                        }
+                    }
+                    o[(co * h + y) * w + xx] = s;
+                }
+            }
+        }
+        o
+    }
+
+    fn to_f32(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&x| x as f32).collect()
+    }
+
+    #[test]
+    fn kernel_transform_matches_matrix_definition() {
+        let g2 = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        let g4 = [
+            [1.0 / 4.0, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        let (cout, cin) = (3, 11);
+        let wt = noise(cout * cin * 9, 11);
+        for (tile, gm) in [(Tile::F2x2, &g2[..]), (Tile::F4x4, &g4[..])] {
+            let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
+            let (a, stride) = (gm.len(), padded(cout * cin));
+            assert_eq!(k.u.len(), a * a * stride);
+            for (co, ci) in (0..cout).flat_map(|co| (0..cin).map(move |ci| (co, ci))) {
+                let g = &wt[(co * cin + ci) * 9..][..9];
+                for i in 0..a {
+                    for j in 0..a {
+                        let mut want = 0.0;
+                        for p in 0..3 {
+                            for q in 0..3 {
+                                want += gm[i][p] * g[p * 3 + q] * gm[j][q];
+                            }
+                        }
+                        let got = k.u[(i * a + j) * stride + co * cin + ci];
+                        assert!((got - want).abs() < 1e-15, "{tile:?} {i} {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f64_matches_direct_definition_on_odd_shapes() {
+        // (cin, cout, h, w): single pixels, odd and even sides, sides not multiples of 2 or 4,
+        // non-square, rows and columns of one pixel, channel counts of no pattern.
+        let shapes = [
+            (1, 1, 1, 1),
+            (1, 1, 3, 5),
+            (2, 3, 7, 9),
+            (3, 5, 4, 7),
+            (5, 2, 1, 13),
+            (4, 3, 11, 1),
+            (7, 11, 2, 2),
+            (3, 2, 6, 10),
+            (6, 13, 19, 35),
+            (13, 7, 33, 18),
+        ];
+        for tile in TILES {
+            for (s, &(cin, cout, h, w)) in shapes.iter().enumerate() {
+                let seed = 10 * s as u64;
+                let x = noise(cin * h * w, seed + 1);
+                let wt = noise(cout * cin * 9, seed + 2);
+                let b = noise(cout, seed + 3);
+                let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
+                for bias in [None, Some(b.as_slice())] {
+                    let mut o = vec![f64::NAN; cout * h * w];
+                    conv3x3_winograd(&x, cin, h, w, &k, bias, &mut o);
+                    let want = naive(&x, cin, h, w, &wt, cout, bias);
+                    let err = max_rel_err(&o, &want);
+                    assert!(err < 1e-12, "{tile:?} {cin} {cout} {h} {w}: {err:e}");
+                }
+                if tile == Tile::F2x2 {
+                    // The input-gradient convolution read from the same kernel.
+                    let gout = noise(cout * h * w, seed + 4);
+                    let mut gin = vec![f64::NAN; cin * h * w];
+                    conv3x3_winograd_backward(&gout, h, w, &k, &mut gin);
+                    let rot = rotate_kernel(&wt, cout, cin);
+                    let err = max_rel_err(&gin, &naive(&gout, cout, h, w, &rot, cin, None));
+                    assert!(err < 1e-12, "backward {cin} {cout} {h} {w}: {err:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn several_bands_and_channel_chunks_match_direct_definition() {
+        // F(2x2): 41 x 45 -> 21 x 23 = 483 tiles; F(4x4): 81 x 90 -> 21 x 23 as well. Several
+        // bands, band boundaries inside tile rows, a shorter last band.
+        let (cin, cout) = (9, 70);
+        for (tile, h, w) in [(Tile::F2x2, 41, 45), (Tile::F4x4, 81, 90)] {
+            let band_tiles = match tile {
+                Tile::F2x2 => F2::band_tiles(cin),
+                Tile::F4x4 => F4::band_tiles(cin),
+            };
+            let (band, _) = tiling(band_tiles, cout, 21 * 23);
+            assert!(band < 483 && band % 23 != 0 && 483 % band != 0);
+            // And 3 x 3 (one tile, one band): the channels are split into chunks.
+            assert!(tiling(band_tiles, cout, 1).1 < cout);
+            for (h, w) in [(h, w), (3, 3)] {
+                let x = noise(cin * h * w, 21);
+                let wt = noise(cout * cin * 9, 22);
+                let b = noise(cout, 23);
+                let mut o = vec![0.0; cout * h * w];
+                let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
+                conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o);
+                let want = naive(&x, cin, h, w, &wt, cout, Some(&b));
+                assert!(max_rel_err(&o, &want) < 1e-12, "{tile:?} {h} {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn f32_accuracy_on_a_vgg_shape() {
+        // conv3_2 at a 128 x 128 input (32 x 32 here) with VGG-like magnitudes: post-ReLU
+        // activations, weights of about 1/sqrt(9 cin). Errors relative to the largest output.
+        let (cin, cout, h, w) = (256, 256, 32, 32);
+        let x: Vec<f64> = noise(cin * h * w, 41).iter().map(|v| v.max(0.0)).collect();
+        let scale = 1.0 / (9.0 * cin as f64).sqrt();
+        let wt: Vec<f64> = noise(cout * cin * 9, 42)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
+        let b = noise(cout, 43);
+        let mut exact = vec![0.0; cout * h * w];
+        conv3x3_im2col(&x, cin, h, w, &wt, cout, Some(&b), &mut exact);
+        let (x32, wt32, b32) = (to_f32(&x), to_f32(&wt), to_f32(&b));
+        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        let mut im = vec![0.0f32; cout * h * w];
+        conv3x3_im2col(&x32, cin, h, w, &wt32, cout, Some(&b32), &mut im);
+        let err_im = max_rel_err(&widen(&im), &exact);
+        for (tile, bound) in [(Tile::F2x2, 1e-6), (Tile::F4x4, 1e-5)] {
+            let mut wi = vec![0.0f32; cout * h * w];
+            let k = WinogradKernel::with_tile(&wt32, cout, cin, tile);
+            conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi);
+            let err = max_rel_err(&widen(&wi), &exact);
+            println!("f32 {tile:?}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
+            assert!(err < bound, "{tile:?} {err:e}");
+        }
+    }
+
+    #[test]
+    fn f32_result_is_independent_of_thread_count() {
+        // 46 x 38: several bands for both tile sizes; 6 x 6: channel chunks.
+        for tile in TILES {
+            for (cin, cout, h, w) in [(64, 64, 46, 38), (64, 128, 6, 6)] {
+                let x = to_f32(&noise(cin * h * w, 61));
+                let wt = to_f32(&noise(cout * cin * 9, 62));
+                let b = to_f32(&noise(cout, 63));
+                let run = |threads| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut o = vec![0.0f32; cout * h * w];
+                    pool.install(|| {
+                        let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
+                        conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o)
+                    });
+                    o
+                };
+                assert_eq!(run(1), run(3), "{tile:?}");
+            }
+        }
+    }
+}
