@@ -289,7 +289,6 @@ pub fn par_gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, c: &mut [T], tile
     (0..n.div_ceil(tile)).into_par_iter().for_each(|t| {
         let (j0, j1) = (t * tile, ((t + 1) * tile).min(n));
         let bt = b.cols(j0, j1);
-        let c_ptr = c_ptr;
         // SAFETY: tasks write disjoint column ranges j0..j1 of the m x n matrix `c` (in bounds by
         // the asserts above); `MatRef` keeps the A and B elements inside their slices, and `c`
         // was uniquely borrowed, so it aliases neither.
@@ -306,7 +305,7 @@ pub fn par_gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, c: &mut [T], tile
                 bt.rs as isize,
                 bt.cs as isize,
                 T::zero(),
-                c_ptr.0.add(j0),
+                c_ptr.ptr().add(j0),
                 n as isize,
                 1,
             )

@@ -245,7 +245,7 @@ fn stage_sizes(scales: Option<&str>, size: u32) -> Result<Vec<u32>> {
 /// Resizes a style image for a stage: its long side is `style_scale` times the stage's.
 fn style_side(size: u32, style_scale: f64) -> Result<u32> {
     let side = (size as f64 * style_scale).round();
-    if !(style_scale.is_finite() && style_scale > 0.0) || !(16.0..=16384.0).contains(&side) {
+    if !(style_scale.is_finite() && style_scale > 0.0 && (16.0..=16384.0).contains(&side)) {
         return Err(Error::Config(format!(
             "--style-scale {style_scale} gives a {side}-pixel style image; it must be 16..16384"
         )));
@@ -348,7 +348,8 @@ fn run(args: Args) -> Result<()> {
             let r = Record::new(stage + 1, size, s);
             records.push(r);
             let last = s.iteration == s.iterations;
-            let report = (args.print_every > 0 && s.iteration % args.print_every == 0) || last;
+            let report =
+                (args.print_every > 0 && s.iteration.is_multiple_of(args.print_every)) || last;
             if args.json {
                 if report {
                     let mut out = std::io::stdout().lock();
@@ -372,7 +373,11 @@ fn run(args: Args) -> Result<()> {
                     s.elapsed / s.iteration as f64
                 );
             }
-            if last_stage && args.save_every > 0 && s.iteration % args.save_every == 0 && !last {
+            if last_stage
+                && args.save_every > 0
+                && s.iteration.is_multiple_of(args.save_every)
+                && !last
+            {
                 save(
                     &args,
                     s.image,

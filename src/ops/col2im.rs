@@ -45,13 +45,13 @@ pub fn conv3x3_input_grad<T: Real>(
             let n = (r1 - r0) * w;
             let dcol = &mut dcol[..k * n];
             gemm(T::one(), wt, dy.cols(r0 * w, r1 * w), T::zero(), dcol);
-            let gin = gin;
             for ci in 0..cin {
                 for y in y0..y1 {
                     // SAFETY: each band writes only rows y0..y1 of every channel, and bands are
                     // disjoint, so no other task touches this row; it lies inside `grad_in`.
-                    let row =
-                        unsafe { std::slice::from_raw_parts_mut(gin.0.add((ci * h + y) * w), w) };
+                    let row = unsafe {
+                        std::slice::from_raw_parts_mut(gin.ptr().add((ci * h + y) * w), w)
+                    };
                     row.fill(T::zero());
                     for kh in 0..3 {
                         // Output row y' = y + 1 - kh must exist.

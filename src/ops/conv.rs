@@ -250,12 +250,11 @@ pub fn conv3x3_im2col<T: Real>(
             let n = p1 - p0;
             let col = &mut col[..k * n];
             im2col(input, h, w, p0, p1, col);
-            let out_ptr = out_ptr;
             // SAFETY: the tiles (m0..m1) x (p0..p1) partition the cout x hw output, so each task
             // writes a region no other task touches; A and B are in-bounds slices of `weights`
             // and `col`, which do not alias `out`.
             unsafe {
-                let c = out_ptr.0.add(m0 * hw + p0);
+                let c = out_ptr.ptr().add(m0 * hw + p0);
                 T::gemm(
                     m1 - m0,
                     k,
@@ -274,7 +273,7 @@ pub fn conv3x3_im2col<T: Real>(
                 );
                 if let Some(b) = bias {
                     for (m, &bm) in b.iter().enumerate().take(m1).skip(m0) {
-                        let row = std::slice::from_raw_parts_mut(out_ptr.0.add(m * hw + p0), n);
+                        let row = std::slice::from_raw_parts_mut(out_ptr.ptr().add(m * hw + p0), n);
                         for v in row {
                             *v += bm;
                         }

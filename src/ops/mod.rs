@@ -17,6 +17,14 @@ pub use winograd::{conv3x3_winograd, conv3x3_winograd_backward, Tile, WinogradKe
 /// Raw pointer that rayon tasks may share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut<T>(pub *mut T);
+
+impl<T> SharedMut<T> {
+    /// The pointer. A method, so closures capture the whole `Sync` wrapper rather than the
+    /// bare pointer field.
+    pub fn ptr(self) -> *mut T {
+        self.0
+    }
+}
 // SAFETY: only used to hand disjoint regions of one exclusively borrowed buffer to parallel tasks;
 // every user documents why its regions do not overlap.
 unsafe impl<T: Send> Send for SharedMut<T> {}

@@ -297,7 +297,6 @@ fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
                     }
                 }
             }
-            let u_ptr = u_ptr;
             for (xi, row) in rows.chunks_exact(rs).enumerate() {
                 // SAFETY: the destination, elements `xi * stride + co * cin ..+ cin`, lies
                 // inside `u` (`xi < A * A`, `co < cout`, `cout * cin <= stride`); the task for
@@ -306,7 +305,7 @@ fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         row.as_ptr(),
-                        u_ptr.0.add(xi * stride + co * cin),
+                        u_ptr.ptr().add(xi * stride + co * cin),
                         cin,
                     )
                 };
@@ -667,7 +666,7 @@ impl<'a, T: Real> Bank<'a, T> {
         if self.backward {
             // Position (i, j) of the rotated F(2x2) transform is U's (p(i), p(j)), p swapping 0
             // and 3 (see `conv3x3_winograd_backward`).
-            let p = |i: usize| if i % 3 == 0 { 3 - i } else { i };
+            let p = |i: usize| if i.is_multiple_of(3) { 3 - i } else { i };
             let plane = &self.u[(p(xi / 4) * 4 + p(xi % 4)) * self.stride..][..size];
             MatRef::t(plane, self.cout, self.cin)
         } else {
@@ -729,14 +728,13 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             }
 
             let (m, bias) = (&m[..nxi * mstride], bias.map(|b| &b[m0..m1]));
-            let out_ptr = out_ptr;
             // SAFETY: `out` is the exclusively borrowed `cout x h x w` output, which nothing
             // reads while the tasks run; `dst` is channel m0's plane, this task writes only the
             // pixels of tiles `t0..t1` in channels `m0..m1`, and the bands and chunks of the
             // task grid partition the tiles and the channels, so no two tasks write the same
             // element.
             simd(|| unsafe {
-                let dst = out_ptr.0.add(m0 * hw);
+                let dst = out_ptr.ptr().add(m0 * hw);
                 transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, dst, rows)
             });
         },
