@@ -14,15 +14,17 @@
 //!   im2col.
 //! - `conv3x3_fwd/<layer>/<path>`: one 3x3 convolution with bias on the full layer at 512 (input
 //!   H x W as the network sees it after the poolings), all threads, by each strategy:
-//!   `conv3x3` (`ops::conv3x3`, the library's dispatch, which transforms the Winograd kernel on
-//!   every call), `im2col` (`ops::conv::conv3x3_im2col`, tiled im2col + GEMM) and `winograd`
-//!   (`ops::conv3x3_winograd` with a `WinogradKernel` built once, outside the timing).
+//!   `conv3x3` (`ops::conv3x3`: the library's choice of algorithm, transforming a Winograd
+//!   kernel on every call), `layer` (`ops::Conv3x3::run`: the same choice with the transform
+//!   cached, built before the timing), `im2col` (`ops::conv::conv3x3_im2col`, tiled im2col +
+//!   GEMM), `winograd_f2` / `winograd_f4` (`ops::conv3x3_winograd` with a cached F(2x2, 3x3) /
+//!   F(4x4, 3x3) `WinogradKernel`).
 //! - `conv3x3_bwd/<layer>/<path>`: the input gradient of that convolution (a `cout x H x W` output
-//!   gradient in, `cin x H x W` out, no bias): `conv3x3` and `im2col` on the `rotate_kernel`
-//!   weights with cin and cout swapped, `winograd` (`ops::conv3x3_winograd_backward` on the
-//!   forward's cached kernel) and, for conv1_1 (3 input channels), `col2im`
-//!   (`ops::conv3x3_input_grad`, GEMM + gather). Same FLOPs as forward; for the rotated-kernel
-//!   paths M is the layer's cin (3 for conv1_1).
+//!   gradient in, `cin x H x W` out, no bias): `conv3x3`, `layer` and `im2col` on the
+//!   `rotate_kernel` weights with cin and cout swapped, `winograd_f2_inplace`
+//!   (`ops::conv3x3_winograd_backward`, reading the forward's F(2x2) kernel in place) and, for
+//!   conv1_1 (3 input channels), `col2im` (`ops::conv3x3_input_grad`, GEMM + gather). Same FLOPs
+//!   as forward; for the rotated-kernel paths M is the layer's cin (3 for conv1_1).
 //! - `gram/<tap>`: `loss::gram` (F F^T / HW) on each style tap at 512.
 //! - `style_loss/<tap>`: `loss::style_loss`, i.e. the Gram matrix plus the gradient product
 //!   (G - T) F.
@@ -42,8 +44,10 @@
 //! previous run of the same benchmark ids). The setting is printed at start.
 //!
 //! Data are pseudo-random (xorshift), not the real weights: the kernels' speed does not depend
-//! on the values. Run times are kept short (10 samples) so the whole file takes a few minutes on
-//! two cores; expect a few percent of noise on a shared machine.
+//! on the values. Run times are kept short (10 samples) so the whole file takes about 4 minutes
+//! on two cores. On a machine shared with other jobs, a benchmark that overlaps someone else's
+//! build can read 2x slow: compare paths of the same layer (measured back to back) rather than
+//! distant rows, and rerun a group with a filter when a figure looks off.
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
@@ -53,7 +57,7 @@ use neural_style::loss::{gram, style_loss};
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
     conv3x3, conv3x3_input_grad, conv3x3_winograd, conv3x3_winograd_backward, rotate_kernel,
-    WinogradKernel,
+    Conv3x3, Tile, WinogradKernel,
 };
 use std::hint::black_box;
 use std::time::Duration;
@@ -113,8 +117,8 @@ fn conv_shape(name: &str) -> (usize, usize, usize) {
 
 fn configure<M: criterion::measurement::Measurement>(g: &mut criterion::BenchmarkGroup<'_, M>) {
     g.sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(1500))
         // One long iteration per sample is fine for kernels this size.
         .sampling_mode(SamplingMode::Flat);
 }
@@ -186,26 +190,27 @@ fn bench_conv(c: &mut Criterion) {
         let x = activations(cin * h * w, 5);
         let wt: Vec<f32> = noise(cout * cin * 9, 6).iter().map(|v| v * 0.05).collect();
         let bias = noise(cout, 7);
-        let wino = WinogradKernel::new(&wt, cout, cin);
+        let layer = Conv3x3::new(wt.clone(), cout, cin);
+        let f2 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F2x2);
+        let f4 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F4x4);
         let mut out = vec![0.0f32; cout * h * w];
+        // Builds the layer's cached transform (if it uses one) outside the timing.
+        layer.run(&x, h, w, Some(&bias), &mut out);
         g.throughput(Throughput::Elements((2 * cout * cin * 9 * h * w) as u64));
         g.bench_function(BenchmarkId::new(name, "conv3x3"), |bch| {
-            bch.iter(|| {
-                conv3x3(&x, cin, h, w, &wt, cout, Some(&bias), &mut out);
-                black_box(&out);
-            })
+            bch.iter(|| conv3x3(&x, cin, h, w, &wt, cout, Some(&bias), black_box(&mut out)))
+        });
+        g.bench_function(BenchmarkId::new(name, "layer"), |bch| {
+            bch.iter(|| layer.run(&x, h, w, Some(&bias), black_box(&mut out)))
         });
         g.bench_function(BenchmarkId::new(name, "im2col"), |bch| {
-            bch.iter(|| {
-                conv3x3_im2col(&x, cin, h, w, &wt, cout, Some(&bias), &mut out);
-                black_box(&out);
-            })
+            bch.iter(|| conv3x3_im2col(&x, cin, h, w, &wt, cout, Some(&bias), black_box(&mut out)))
         });
-        g.bench_function(BenchmarkId::new(name, "winograd"), |bch| {
-            bch.iter(|| {
-                conv3x3_winograd(&x, cin, h, w, &wino, Some(&bias), &mut out);
-                black_box(&out);
-            })
+        g.bench_function(BenchmarkId::new(name, "winograd_f2"), |bch| {
+            bch.iter(|| conv3x3_winograd(&x, cin, h, w, &f2, Some(&bias), black_box(&mut out)))
+        });
+        g.bench_function(BenchmarkId::new(name, "winograd_f4"), |bch| {
+            bch.iter(|| conv3x3_winograd(&x, cin, h, w, &f4, Some(&bias), black_box(&mut out)))
         });
     }
     g.finish();
@@ -217,33 +222,27 @@ fn bench_conv(c: &mut Criterion) {
         let gout = noise(cout * h * w, 8);
         let wt: Vec<f32> = noise(cout * cin * 9, 9).iter().map(|v| v * 0.05).collect();
         let rot = rotate_kernel(&wt, cout, cin);
-        let wino = WinogradKernel::new(&wt, cout, cin);
+        // The input gradient as a layer of its own: the rotated kernel, channels swapped.
+        let layer = Conv3x3::new(rot.clone(), cin, cout);
+        let f2 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F2x2);
         let mut gin = vec![0.0f32; cin * h * w];
+        layer.run(&gout, h, w, None, &mut gin);
         g.throughput(Throughput::Elements((2 * cout * cin * 9 * h * w) as u64));
         g.bench_function(BenchmarkId::new(name, "conv3x3"), |bch| {
-            bch.iter(|| {
-                conv3x3(&gout, cout, h, w, &rot, cin, None, &mut gin);
-                black_box(&gin);
-            })
+            bch.iter(|| conv3x3(&gout, cout, h, w, &rot, cin, None, black_box(&mut gin)))
+        });
+        g.bench_function(BenchmarkId::new(name, "layer"), |bch| {
+            bch.iter(|| layer.run(&gout, h, w, None, black_box(&mut gin)))
         });
         g.bench_function(BenchmarkId::new(name, "im2col"), |bch| {
-            bch.iter(|| {
-                conv3x3_im2col(&gout, cout, h, w, &rot, cin, None, &mut gin);
-                black_box(&gin);
-            })
+            bch.iter(|| conv3x3_im2col(&gout, cout, h, w, &rot, cin, None, black_box(&mut gin)))
         });
-        g.bench_function(BenchmarkId::new(name, "winograd"), |bch| {
-            bch.iter(|| {
-                conv3x3_winograd_backward(&gout, h, w, &wino, &mut gin);
-                black_box(&gin);
-            })
+        g.bench_function(BenchmarkId::new(name, "winograd_f2_inplace"), |bch| {
+            bch.iter(|| conv3x3_winograd_backward(&gout, h, w, &f2, black_box(&mut gin)))
         });
         if cin < 16 {
             g.bench_function(BenchmarkId::new(name, "col2im"), |bch| {
-                bch.iter(|| {
-                    conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut gin);
-                    black_box(&gin);
-                })
+                bch.iter(|| conv3x3_input_grad(&gout, cout, h, w, &wt, cin, black_box(&mut gin)))
             });
         }
     }

@@ -16,9 +16,11 @@
 //! forward through conv1_1..conv5_1 is about 94.7 G multiply-adds at 512 x 512, and the backward
 //! pass runs one input-gradient convolution of the same size per layer, so a step is about
 //! 2 x 94.7 GMAC = 2 x 2 x 94.7 GFLOP = 379 GFLOP at 512 (94.7 GFLOP at 256), counting a
-//! multiply-add as 2 FLOP like the kernel benchmarks. The losses (Gram products and style
-//! gradients, about 9 GFLOP at 512), pooling, ReLU and Adam are extra work not counted, so the
-//! figure is directly comparable to `conv3x3_fwd` / `conv3x3_bwd` in `benches/kernels.rs`.
+//! multiply-add as 2 FLOP like the kernel benchmarks. It is the direct convolution's count
+//! whatever algorithm runs, so with Winograd layers the rate is an *effective* one. The losses
+//! (Gram products F F^T and style gradients (G - T) F, about 18 GFLOP at 512), pooling, ReLU and
+//! Adam are extra work not counted, so the figure is directly comparable to `conv3x3_fwd` /
+//! `conv3x3_bwd` in `benches/kernels.rs`.
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
