@@ -229,13 +229,8 @@ pub fn conv3x3_im2col<T: Real>(
     out: &mut [T],
 ) {
     let (hw, k) = (h * w, cin * 9);
-    assert_eq!(input.len(), cin * hw, "conv input");
     assert_eq!(weights.len(), cout * k, "conv weights");
-    assert_eq!(out.len(), cout * hw, "conv output");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), cout, "conv bias");
-    }
-    if hw == 0 || cout == 0 {
+    if !check_io(input, out, bias, cin, cout, hw) {
         return;
     }
     let (n_tile, m_tile) = tiling(k, cout, hw);
@@ -282,6 +277,24 @@ pub fn conv3x3_im2col<T: Real>(
             }
         },
     );
+}
+
+/// Checks the input, output and bias lengths of a convolution shared by every algorithm;
+/// `false` when there is nothing to compute.
+pub(crate) fn check_io<T>(
+    input: &[T],
+    out: &[T],
+    bias: Option<&[T]>,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+) -> bool {
+    assert_eq!(input.len(), cin * hw, "conv input");
+    assert_eq!(out.len(), cout * hw, "conv output");
+    if let Some(b) = bias {
+        assert_eq!(b.len(), cout, "conv bias");
+    }
+    hw != 0 && cout != 0
 }
 
 /// The kernel of the input-gradient convolution: `[ci][co][kh][kw] = w[co][ci][2-kh][2-kw]`.

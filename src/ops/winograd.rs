@@ -686,12 +686,7 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     out: &mut [T],
 ) {
     let (cin, cout, hw, nxi) = (bank.cin, bank.cout, h * w, A * A);
-    assert_eq!(input.len(), cin * hw, "conv input");
-    assert_eq!(out.len(), cout * hw, "conv output");
-    if let Some(b) = bias {
-        assert_eq!(b.len(), cout, "conv bias");
-    }
-    if hw == 0 || cout == 0 {
+    if !super::conv::check_io(input, out, bias, cin, cout, hw) {
         return;
     }
     let tw = w.div_ceil(M);
