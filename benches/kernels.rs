@@ -53,11 +53,11 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use neural_style::gemm::{gemm, par_gemm, MatRef};
-use neural_style::loss::{gram, style_loss};
+use neural_style::loss::{gram_into, style_loss, LossScratch};
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
     conv3x3, conv3x3_input_grad, conv3x3_winograd, conv3x3_winograd_backward, rotate_kernel,
-    Conv3x3, Tile, WinogradKernel,
+    Conv3x3, ConvScratch, Scratch, Tile, WinogradKernel,
 };
 use std::hint::black_box;
 use std::time::Duration;
@@ -171,6 +171,7 @@ fn bench_sgemm(c: &mut Criterion) {
                         1.0,
                         MatRef::new(&a, m, k),
                         MatRef::new(&b, k, n),
+                        0.0,
                         &mut out,
                         tile,
                     );
@@ -194,23 +195,55 @@ fn bench_conv(c: &mut Criterion) {
         let f2 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F2x2);
         let f4 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F4x4);
         let mut out = vec![0.0f32; cout * h * w];
-        // Builds the layer's cached transform (if it uses one) outside the timing.
-        layer.run(&x, h, w, Some(&bias), &mut out);
+        // Buffers reused between calls, as the engine does; the first calls size them and
+        // build the layer's cached transform (if it uses one) outside the timing.
+        let mut ws = ConvScratch::default();
+        let tasks = Scratch::new();
+        layer.run(&x, h, w, Some(&bias), &mut out, &tasks);
+        conv3x3(&x, cin, h, w, &wt, cout, Some(&bias), &mut out, &mut ws);
         g.throughput(Throughput::Elements((2 * cout * cin * 9 * h * w) as u64));
         g.bench_function(BenchmarkId::new(name, "conv3x3"), |bch| {
-            bch.iter(|| conv3x3(&x, cin, h, w, &wt, cout, Some(&bias), black_box(&mut out)))
+            bch.iter(|| {
+                conv3x3(
+                    &x,
+                    cin,
+                    h,
+                    w,
+                    &wt,
+                    cout,
+                    Some(&bias),
+                    black_box(&mut out),
+                    &mut ws,
+                )
+            })
         });
         g.bench_function(BenchmarkId::new(name, "layer"), |bch| {
-            bch.iter(|| layer.run(&x, h, w, Some(&bias), black_box(&mut out)))
+            bch.iter(|| layer.run(&x, h, w, Some(&bias), black_box(&mut out), &tasks))
         });
         g.bench_function(BenchmarkId::new(name, "im2col"), |bch| {
-            bch.iter(|| conv3x3_im2col(&x, cin, h, w, &wt, cout, Some(&bias), black_box(&mut out)))
+            bch.iter(|| {
+                conv3x3_im2col(
+                    &x,
+                    cin,
+                    h,
+                    w,
+                    &wt,
+                    cout,
+                    Some(&bias),
+                    black_box(&mut out),
+                    &tasks,
+                )
+            })
         });
         g.bench_function(BenchmarkId::new(name, "winograd_f2"), |bch| {
-            bch.iter(|| conv3x3_winograd(&x, cin, h, w, &f2, Some(&bias), black_box(&mut out)))
+            bch.iter(|| {
+                conv3x3_winograd(&x, cin, h, w, &f2, Some(&bias), black_box(&mut out), &tasks)
+            })
         });
         g.bench_function(BenchmarkId::new(name, "winograd_f4"), |bch| {
-            bch.iter(|| conv3x3_winograd(&x, cin, h, w, &f4, Some(&bias), black_box(&mut out)))
+            bch.iter(|| {
+                conv3x3_winograd(&x, cin, h, w, &f4, Some(&bias), black_box(&mut out), &tasks)
+            })
         });
     }
     g.finish();
@@ -226,23 +259,52 @@ fn bench_conv(c: &mut Criterion) {
         let layer = Conv3x3::new(rot.clone(), cin, cout);
         let f2 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F2x2);
         let mut gin = vec![0.0f32; cin * h * w];
-        layer.run(&gout, h, w, None, &mut gin);
+        let mut ws = ConvScratch::default();
+        let tasks = Scratch::new();
+        layer.run(&gout, h, w, None, &mut gin, &tasks);
+        conv3x3(&gout, cout, h, w, &rot, cin, None, &mut gin, &mut ws);
         g.throughput(Throughput::Elements((2 * cout * cin * 9 * h * w) as u64));
         g.bench_function(BenchmarkId::new(name, "conv3x3"), |bch| {
-            bch.iter(|| conv3x3(&gout, cout, h, w, &rot, cin, None, black_box(&mut gin)))
+            bch.iter(|| {
+                conv3x3(
+                    &gout,
+                    cout,
+                    h,
+                    w,
+                    &rot,
+                    cin,
+                    None,
+                    black_box(&mut gin),
+                    &mut ws,
+                )
+            })
         });
         g.bench_function(BenchmarkId::new(name, "layer"), |bch| {
-            bch.iter(|| layer.run(&gout, h, w, None, black_box(&mut gin)))
+            bch.iter(|| layer.run(&gout, h, w, None, black_box(&mut gin), &tasks))
         });
         g.bench_function(BenchmarkId::new(name, "im2col"), |bch| {
-            bch.iter(|| conv3x3_im2col(&gout, cout, h, w, &rot, cin, None, black_box(&mut gin)))
+            bch.iter(|| {
+                conv3x3_im2col(
+                    &gout,
+                    cout,
+                    h,
+                    w,
+                    &rot,
+                    cin,
+                    None,
+                    black_box(&mut gin),
+                    &tasks,
+                )
+            })
         });
         g.bench_function(BenchmarkId::new(name, "winograd_f2_inplace"), |bch| {
-            bch.iter(|| conv3x3_winograd_backward(&gout, h, w, &f2, black_box(&mut gin)))
+            bch.iter(|| conv3x3_winograd_backward(&gout, h, w, &f2, black_box(&mut gin), &tasks))
         });
         if cin < 16 {
             g.bench_function(BenchmarkId::new(name, "col2im"), |bch| {
-                bch.iter(|| conv3x3_input_grad(&gout, cout, h, w, &wt, cin, black_box(&mut gin)))
+                bch.iter(|| {
+                    conv3x3_input_grad(&gout, cout, h, w, &wt, cin, black_box(&mut gin), &tasks)
+                })
             });
         }
     }
@@ -256,8 +318,9 @@ fn bench_gram(c: &mut Criterion) {
         let n = side * side;
         let f = activations(ch * n, 10);
         g.throughput(Throughput::Elements((2 * ch * ch * n) as u64));
+        let (mut out, mut partials) = (vec![0.0f32; ch * ch], Vec::new());
         g.bench_function(BenchmarkId::new(name, format!("{ch}x{n}")), |bch| {
-            bch.iter(|| black_box(gram(&f, ch, n)))
+            bch.iter(|| gram_into(&f, ch, n, black_box(&mut out), &mut partials))
         });
     }
     g.finish();
@@ -269,8 +332,13 @@ fn bench_gram(c: &mut Criterion) {
         let f = activations(ch * n, 11);
         let target = activations(ch * ch, 12);
         g.throughput(Throughput::Elements((4 * ch * ch * n) as u64));
+        let (mut grad, mut scratch) = (vec![0.0f32; ch * n], LossScratch::default());
         g.bench_function(BenchmarkId::new(name, format!("{ch}x{n}")), |bch| {
-            bch.iter(|| black_box(style_loss(&f, ch, n, &target, 8.0f32)))
+            bch.iter(|| {
+                let value = style_loss(&f, ch, n, &target, 8.0f32, &mut grad, &mut scratch);
+                black_box(value);
+                black_box(grad.first().copied())
+            })
         });
     }
     g.finish();

@@ -26,7 +26,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use neural_style::transfer::{initial_image, Init};
-use neural_style::{image, Adam, LossConfig, Objective, Vgg19};
+use neural_style::{image, Adam, Evaluation, LossConfig, Objective, Vgg19};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -108,6 +108,7 @@ fn bench_step(c: &mut Criterion) {
             Objective::new(&vgg, &content, &[(style, 1.0)], &config).expect("objective");
         let mut x = initial_image(&Init::default(), &content, 0).expect("initial image");
         let mut adam = Adam::new(2.0, 0.9, 0.999, 1e-8).expect("adam");
+        let mut eval = Evaluation::zeros(objective.shape());
         let flops = step_flops(h, w);
         eprintln!(
             "step bench: {w}x{h}, {} threads, {:.1} GFLOP of convolutions per step (fwd + bwd to conv5_1)",
@@ -117,7 +118,9 @@ fn bench_step(c: &mut Criterion) {
         g.throughput(Throughput::Elements(flops));
         g.bench_function(BenchmarkId::new("evaluate+adam", format!("{w}x{h}")), |b| {
             b.iter(|| {
-                let eval = objective.evaluate(&x).expect("evaluate");
+                objective
+                    .evaluate_into(&x, &mut eval, &mut None)
+                    .expect("evaluate");
                 adam.step(
                     x.as_slice_mut().expect("contiguous"),
                     eval.grad.as_slice().expect("contiguous"),

@@ -11,6 +11,7 @@
 
 use num_traits::Float;
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{AddAssign, MulAssign, SubAssign};
@@ -23,6 +24,18 @@ pub enum Kernel {
     Gemm,
     /// `matrixmultiply`, the portable baseline.
     MatrixMultiply,
+}
+
+thread_local! {
+    static IN_KERNEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside a GEMM library call. Both libraries allocate their
+/// packing buffers on every call (neither takes them from the caller); the allocation test
+/// uses this to tell those allocations from the engine's own.
+#[doc(hidden)]
+pub fn in_kernel() -> bool {
+    IN_KERNEL.get()
 }
 
 /// The kernel in use: `NEURAL_STYLE_GEMM=matrixmultiply` or `gemm` (the default), read once.
@@ -130,6 +143,7 @@ macro_rules! impl_real {
                 rsc: isize,
                 csc: isize,
             ) {
+                IN_KERNEL.set(true);
                 match kernel {
                     // SAFETY: forwarded contract of `Real::gemm`. The `gemm` crate computes
                     // dst = alpha' dst + beta' lhs rhs, and skips reading dst when asked to,
@@ -162,6 +176,7 @@ macro_rules! impl_real {
                         $mm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
                     },
                 }
+                IN_KERNEL.set(false);
             }
             fn from_f64(v: f64) -> $t {
                 v as $t
@@ -278,34 +293,58 @@ pub fn gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, beta: T, c: &mut [T])
     gemm_into(alpha, a, b, beta, c, b.cols);
 }
 
-/// `c = alpha * a b` (`c` row-major m x n) with rayon over fixed column tiles of `tile_cols`, so
+/// Fewest tasks the parallel products are cut into when their shape allows, so that small
+/// products still keep every core busy (fixed, so the cut never depends on the thread count).
+const MIN_TASKS: usize = 16;
+
+/// Rows per task of a product of `m` rows already cut into `col_tasks` column tasks: enough row
+/// chunks to reach `MIN_TASKS` tasks in all, none under `min_rows` rows.
+pub fn row_chunk(m: usize, col_tasks: usize, min_rows: usize) -> usize {
+    let chunks = MIN_TASKS
+        .div_ceil(col_tasks.max(1))
+        .clamp(1, (m / min_rows.max(1)).max(1));
+    m.div_ceil(chunks).max(1)
+}
+
+/// `c = alpha * a b + beta * c` (`c` row-major m x n) with rayon over fixed column tiles of `tile_cols`, so
 /// each element's arithmetic does not depend on the thread count.
-pub fn par_gemm<T: Real>(alpha: T, a: MatRef<T>, b: MatRef<T>, c: &mut [T], tile_cols: usize) {
+pub fn par_gemm<T: Real>(
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    tile_cols: usize,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions");
     assert_eq!(c.len(), a.rows * b.cols, "output length");
     let (m, n) = (a.rows, b.cols);
     let tile = tile_cols.max(1);
+    let col_tasks = n.div_ceil(tile);
+    let rows = row_chunk(m, col_tasks, 32);
+    let row_tasks = m.div_ceil(rows);
     let c_ptr = crate::ops::SharedMut(c.as_mut_ptr());
-    (0..n.div_ceil(tile)).into_par_iter().for_each(|t| {
-        let (j0, j1) = (t * tile, ((t + 1) * tile).min(n));
-        let bt = b.cols(j0, j1);
-        // SAFETY: tasks write disjoint column ranges j0..j1 of the m x n matrix `c` (in bounds by
-        // the asserts above); `MatRef` keeps the A and B elements inside their slices, and `c`
-        // was uniquely borrowed, so it aliases neither.
+    (0..col_tasks * row_tasks).into_par_iter().for_each(|t| {
+        let (j0, i0) = ((t / row_tasks) * tile, (t % row_tasks) * rows);
+        let (j1, i1) = ((j0 + tile).min(n), (i0 + rows).min(m));
+        let (at, bt) = (a.rows(i0, i1), b.cols(j0, j1));
+        // SAFETY: tasks write disjoint blocks i0..i1 x j0..j1 of the m x n matrix `c` (in bounds
+        // by the asserts above); `MatRef` keeps the A and B elements inside their slices, and
+        // `c` was uniquely borrowed, so it aliases neither.
         unsafe {
             T::gemm(
-                m,
+                i1 - i0,
                 a.cols,
                 j1 - j0,
                 alpha,
-                a.data.as_ptr(),
-                a.rs as isize,
-                a.cs as isize,
+                at.data.as_ptr(),
+                at.rs as isize,
+                at.cs as isize,
                 bt.data.as_ptr(),
                 bt.rs as isize,
                 bt.cs as isize,
-                T::zero(),
-                c_ptr.ptr().add(j0),
+                beta,
+                c_ptr.ptr().add(i0 * n + j0),
                 n as isize,
                 1,
             )

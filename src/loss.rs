@@ -6,12 +6,13 @@
 //! chunks summed in order, so results do not depend on the thread count.
 
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, par_gemm, MatRef, Real};
+use crate::gemm::{gemm, par_gemm, row_chunk, MatRef, Real};
 use crate::ops::Pool;
 use crate::profile::Timings;
-use crate::vgg::{layer_index, timed, Vgg};
+use crate::vgg::{layer_index, timed, Vgg, Workspace};
 use ndarray::Array3;
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Elements per chunk of the ordered parallel reductions.
 const SUM_CHUNK: usize = 1 << 15;
@@ -20,117 +21,164 @@ const GRAM_CHUNK: usize = 1 << 13;
 /// Pixels per column tile of the style-gradient product.
 const GRAD_TILE: usize = 1 << 11;
 
-/// sum f(a_i, b_i) in f64, deterministic.
-fn ordered_sum<T: Real>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64 + Sync) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let parts: Vec<f64> = a
-        .par_chunks(SUM_CHUNK)
-        .zip(b.par_chunks(SUM_CHUNK))
-        .map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| f(x, y)).sum())
-        .collect();
-    parts.iter().sum()
+/// Buffers the losses reuse from call to call.
+#[derive(Debug, Default)]
+pub struct LossScratch<T> {
+    /// Partial Gram products, one `c x c` block per pixel chunk.
+    partials: Vec<T>,
+    /// G - T.
+    diff: Vec<T>,
+    /// Partial sums of the ordered reductions.
+    sums: Vec<f64>,
+}
+
+/// Sums `parts` after `fill` wrote one partial per fixed chunk: the order is fixed, so the
+/// result does not depend on the thread count.
+fn ordered_total(sums: &mut Vec<f64>, parts: usize, fill: impl FnOnce(&mut [f64])) -> f64 {
+    sums.clear();
+    sums.resize(parts, 0.0);
+    fill(sums);
+    sums.iter().sum()
 }
 
 /// Gram matrix `F F^T / n` of `f` (`c x n`, row-major), `c x c`.
 pub fn gram<T: Real>(f: &[T], c: usize, n: usize) -> Vec<T> {
+    let mut g = vec![T::zero(); c * c];
+    gram_into(f, c, n, &mut g, &mut Vec::new());
+    g
+}
+
+/// `gram` into `g` (`c x c`), with `partials` as scratch: one partial product per chunk of
+/// pixels (summed in order), each cut into row blocks when there are too few chunks to keep
+/// the cores busy (the deep layers have few pixels and many channels).
+pub fn gram_into<T: Real>(f: &[T], c: usize, n: usize, g: &mut [T], partials: &mut Vec<T>) {
     assert_eq!(f.len(), c * n);
+    assert_eq!(g.len(), c * c);
+    if c == 0 {
+        return;
+    }
     let fm = MatRef::new(f, c, n);
     let ft = MatRef::t(f, n, c);
-    let partials: Vec<Vec<T>> = (0..n.div_ceil(GRAM_CHUNK))
-        .into_par_iter()
-        .map(|t| {
+    let chunks = n.div_ceil(GRAM_CHUNK).max(1);
+    let rows = row_chunk(c, chunks, 16);
+    partials.clear();
+    partials.resize(chunks * c * c, T::zero());
+    partials
+        .par_chunks_mut(c * c)
+        .enumerate()
+        .for_each(|(t, part)| {
             let (j0, j1) = (t * GRAM_CHUNK, ((t + 1) * GRAM_CHUNK).min(n));
-            let mut g = vec![T::zero(); c * c];
-            gemm(
-                T::one(),
-                fm.cols(j0, j1),
-                ft.rows(j0, j1),
-                T::zero(),
-                &mut g,
-            );
-            g
-        })
-        .collect();
-    let mut g = vec![T::zero(); c * c];
-    for p in &partials {
+            part.par_chunks_mut(rows * c)
+                .enumerate()
+                .for_each(|(r, block)| {
+                    let (i0, i1) = (r * rows, (r * rows + rows).min(c));
+                    let a = fm.rows(i0, i1).cols(j0, j1);
+                    gemm(T::one(), a, ft.rows(j0, j1), T::zero(), block);
+                });
+        });
+    g.fill(T::zero());
+    for p in partials.chunks_exact(c * c) {
         for (a, &b) in g.iter_mut().zip(p) {
             *a += b;
         }
     }
     let inv_n = T::one() / T::from_f64(n as f64);
     g.iter_mut().for_each(|v| *v *= inv_n);
-    g
 }
 
-/// Style loss of one layer, `1/(4 c^2) * sum (G(f) - target)^2`, and its gradient with respect
-/// to `f` (`c x n`), scaled by `grad_scale`: `grad_scale * (G - T) F / (c^2 n)`.
+/// Style loss of one layer, `1/(4 c^2) * sum (G(f) - target)^2`; adds its gradient with respect
+/// to `f` (`c x n`), scaled by `grad_scale`, to `grad`: `grad_scale * (G - T) F / (c^2 n)`.
 pub fn style_loss<T: Real>(
     f: &[T],
     c: usize,
     n: usize,
     target: &[T],
     grad_scale: T,
-) -> (f64, Vec<T>) {
+    grad: &mut [T],
+    scratch: &mut LossScratch<T>,
+) -> f64 {
     assert_eq!(target.len(), c * c);
-    let mut diff = gram(f, c, n);
+    assert_eq!(grad.len(), c * n);
+    let diff = &mut scratch.diff;
+    diff.resize(c * c, T::zero());
+    gram_into(f, c, n, diff, &mut scratch.partials);
     diff.iter_mut().zip(target).for_each(|(g, &t)| *g -= t);
     let value = diff.iter().map(|d| d.as_f64().powi(2)).sum::<f64>() / (4.0 * (c * c) as f64);
-    let mut grad = vec![T::zero(); c * n];
     let scale = grad_scale / T::from_f64((c * c) as f64 * n as f64);
     par_gemm(
         scale,
-        MatRef::new(&diff, c, c),
+        MatRef::new(diff, c, c),
         MatRef::new(f, c, n),
-        &mut grad,
+        T::one(),
+        grad,
         GRAD_TILE,
     );
-    (value, grad)
+    value
 }
 
-/// Content loss of one layer, `1/(4 len) * sum (a - target)^2`, and its gradient scaled by
-/// `grad_scale`: `grad_scale * (a - target) / (2 len)`.
-pub fn content_loss<T: Real>(a: &[T], target: &[T], grad_scale: T) -> (f64, Vec<T>) {
+/// Content loss of one layer, `1/(4 len) * sum (a - target)^2`; adds its gradient scaled by
+/// `grad_scale`, `grad_scale * (a - target) / (2 len)`, to `grad`.
+pub fn content_loss<T: Real>(
+    a: &[T],
+    target: &[T],
+    grad_scale: T,
+    grad: &mut [T],
+    scratch: &mut LossScratch<T>,
+) -> f64 {
     assert_eq!(a.len(), target.len());
+    assert_eq!(a.len(), grad.len());
     let len = a.len() as f64;
-    let value = ordered_sum(a, target, |x, y| (x.as_f64() - y.as_f64()).powi(2)) / (4.0 * len);
     let k = grad_scale / T::from_f64(2.0 * len);
-    let grad = a
-        .par_iter()
-        .zip(target)
-        .map(|(&x, &y)| (x - y) * k)
-        .collect();
-    (value, grad)
+    let sum = ordered_total(&mut scratch.sums, a.len().div_ceil(SUM_CHUNK), |sums| {
+        sums.par_iter_mut()
+            .zip(grad.par_chunks_mut(SUM_CHUNK))
+            .zip(a.par_chunks(SUM_CHUNK).zip(target.par_chunks(SUM_CHUNK)))
+            .for_each(|((s, g), (a, t))| {
+                for ((g, &x), &y) in g.iter_mut().zip(a).zip(t) {
+                    *s += (x.as_f64() - y.as_f64()).powi(2);
+                    *g += (x - y) * k;
+                }
+            })
+    });
+    sum / (4.0 * len)
 }
 
 /// Total variation of `x` (`c x h x w`), `1/(c h w) * sum of squared vertical and horizontal
-/// neighbour differences`, and its gradient scaled by `grad_scale`.
-pub fn tv_loss<T: Real>(x: &[T], c: usize, h: usize, w: usize, grad_scale: T) -> (f64, Vec<T>) {
+/// neighbour differences`; adds its gradient scaled by `grad_scale` to `grad`.
+pub fn tv_loss<T: Real>(
+    x: &[T],
+    (c, h, w): (usize, usize, usize),
+    grad_scale: T,
+    grad: &mut [T],
+    scratch: &mut LossScratch<T>,
+) -> f64 {
     assert_eq!(x.len(), c * h * w);
+    assert_eq!(grad.len(), x.len());
     let norm = (c * h * w) as f64;
     let k = grad_scale * T::from_f64(2.0 / norm);
-    let mut grad = vec![T::zero(); x.len()];
-    let parts: Vec<f64> = grad
-        .par_chunks_mut(h * w)
-        .zip(x.par_chunks(h * w))
-        .map(|(g, p)| {
-            let mut s = 0.0;
-            for i in 0..h {
-                for j in 0..w {
-                    let at = i * w + j;
-                    for (ok, next) in [(i + 1 < h, at + w), (j + 1 < w, at + 1)] {
-                        if ok {
-                            let d = p[next] - p[at];
-                            s += d.as_f64().powi(2);
-                            g[next] += d * k;
-                            g[at] -= d * k;
+    if h * w == 0 {
+        return 0.0;
+    }
+    let sum = ordered_total(&mut scratch.sums, c, |sums| {
+        sums.par_iter_mut()
+            .zip(grad.par_chunks_mut(h * w).zip(x.par_chunks(h * w)))
+            .for_each(|(s, (g, p))| {
+                for i in 0..h {
+                    for j in 0..w {
+                        let at = i * w + j;
+                        for (ok, next) in [(i + 1 < h, at + w), (j + 1 < w, at + 1)] {
+                            if ok {
+                                let d = p[next] - p[at];
+                                *s += d.as_f64().powi(2);
+                                g[next] += d * k;
+                                g[at] -= d * k;
+                            }
                         }
                     }
                 }
-            }
-            s
-        })
-        .collect();
-    (parts.iter().sum::<f64>() / norm, grad)
+            })
+    });
+    sum / norm
 }
 
 /// Which layers the objective reads and how much each counts.
@@ -210,6 +258,19 @@ pub struct Evaluation<T = f32> {
     pub grad: Array3<T>,
 }
 
+impl<T: Real> Evaluation<T> {
+    /// All zero, with a gradient of `shape`: a buffer for `Objective::evaluate_into`.
+    pub fn zeros(shape: [usize; 3]) -> Self {
+        Evaluation {
+            content: 0.0,
+            style: 0.0,
+            tv: 0.0,
+            total: 0.0,
+            grad: Array3::zeros(shape),
+        }
+    }
+}
+
 /// The style-transfer objective for one content image and a blend of style images.
 pub struct Objective<'a, T: Real = f32> {
     vgg: &'a Vgg<T>,
@@ -218,6 +279,9 @@ pub struct Objective<'a, T: Real = f32> {
     shape: [usize; 3],
     content: Vec<(usize, f64, Vec<T>)>,
     style: Vec<(usize, f64, Vec<T>)>,
+    /// Buffers of an evaluation, kept between evaluations (locked by each: one evaluation
+    /// already uses every core).
+    buffers: Mutex<(Workspace<T>, LossScratch<T>)>,
 }
 
 fn contiguous<T: Real>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
@@ -307,6 +371,7 @@ impl<'a, T: Real> Objective<'a, T> {
             shape,
             content: content_targets,
             style: style_targets,
+            buffers: Mutex::new((Workspace::new(), LossScratch::default())),
         })
     }
 
@@ -322,15 +387,20 @@ impl<'a, T: Real> Objective<'a, T> {
 
     /// Value of every term and dJ/dx at `x` (CHW, net space, the content image's shape).
     pub fn evaluate(&self, x: &Array3<T>) -> Result<Evaluation<T>> {
-        self.evaluate_timed(x, &mut None)
+        let mut eval = Evaluation::zeros(self.shape);
+        self.evaluate_into(x, &mut eval, &mut None)?;
+        Ok(eval)
     }
 
-    /// `evaluate`, charging each layer and loss to `timings` when given.
-    pub fn evaluate_timed(
+    /// `evaluate` into `eval`, charging each layer and loss to `timings` when given. Once the
+    /// first call has sized the buffers (and `eval.grad` has the image's shape), an evaluation
+    /// allocates nothing.
+    pub fn evaluate_into(
         &self,
         x: &Array3<T>,
+        eval: &mut Evaluation<T>,
         timings: &mut Option<Timings>,
-    ) -> Result<Evaluation<T>> {
+    ) -> Result<()> {
         if x.shape() != self.shape {
             return Err(Error::Shape(format!(
                 "image has shape {:?}, the objective expects {:?}",
@@ -340,57 +410,50 @@ impl<'a, T: Real> Objective<'a, T> {
         }
         check_finite("image", x)?;
         let [c, h, w] = self.shape;
+        if eval.grad.shape() != self.shape || !eval.grad.is_standard_layout() {
+            eval.grad = Array3::zeros((c, h, w));
+        }
+        let grad = eval
+            .grad
+            .as_slice_mut()
+            .expect("a standard-layout array is contiguous");
         let cfg = &self.config;
         let xs = contiguous(x);
-        let acts = self
-            .vgg
-            .forward_timed(&xs, h, w, self.depth, cfg.pool, timings);
-        // Losses are evaluated inside the backward pass, layer by layer, so no tap gradient
-        // is held longer than needed.
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        let (net, scratch) = &mut *buffers;
+        self.vgg
+            .forward_into(&xs, h, w, self.depth, cfg.pool, net, timings);
+        // Losses are evaluated inside the backward pass, layer by layer, adding their
+        // gradients to the one flowing down.
         let (mut content, mut style) = (0.0, 0.0);
-        let mut grad = self
-            .vgg
-            .backward(acts, cfg.pool, timings, |i, out, timings| {
-                let mut tap: Option<Vec<T>> = None;
-                let mut add = |g: Vec<T>| match &mut tap {
-                    Some(t) => t.iter_mut().zip(&g).for_each(|(a, &b)| *a += b),
-                    None => tap = Some(g),
-                };
+        self.vgg
+            .backward_into(net, cfg.pool, grad, timings, |i, out, g, timings| {
                 for (_, wl, target) in self.content.iter().filter(|t| t.0 == i) {
                     let scale = T::from_f64(cfg.content_weight * wl);
-                    let (v, g) = timed(timings, "content loss", || {
-                        content_loss(&out.data, target, scale)
-                    });
-                    content += wl * v;
-                    add(g);
+                    content += wl
+                        * timed(timings, "content loss", || {
+                            content_loss(&out.data, target, scale, g, scratch)
+                        });
                 }
                 for (_, wl, target) in self.style.iter().filter(|t| t.0 == i) {
                     let scale = T::from_f64(cfg.style_weight * wl);
-                    let (v, g) = timed(timings, "style loss", || {
-                        style_loss(&out.data, out.c, out.h * out.w, target, scale)
-                    });
-                    style += wl * v;
-                    add(g);
+                    let n = out.h * out.w;
+                    style += wl
+                        * timed(timings, "style loss", || {
+                            style_loss(&out.data, out.c, n, target, scale, g, scratch)
+                        });
                 }
-                tap
             });
-        let (tv, tv_grad) = tv_loss(&xs, c, h, w, T::from_f64(cfg.tv_weight));
-        if cfg.tv_weight != 0.0 {
-            grad.iter_mut().zip(&tv_grad).for_each(|(a, &b)| *a += b);
-        }
+        let tv_scale = T::from_f64(cfg.tv_weight);
+        let tv = timed(timings, "tv loss", || {
+            tv_loss(&xs, (c, h, w), tv_scale, grad, scratch)
+        });
         let total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv;
         if !total.is_finite() {
             return Err(Error::NonFinite(format!("objective is {total}")));
         }
-        let grad =
-            Array3::from_shape_vec((c, h, w), grad).map_err(|e| Error::Shape(e.to_string()))?;
-        Ok(Evaluation {
-            content,
-            style,
-            tv,
-            total,
-            grad,
-        })
+        (eval.content, eval.style, eval.tv, eval.total) = (content, style, tv, total);
+        Ok(())
     }
 }
 
@@ -399,15 +462,29 @@ mod tests {
     use super::*;
     use crate::ops::testutil::{max_rel_err, noise, numeric_grad};
 
+    /// Runs a loss that adds its gradient to a buffer, starting from ones so the test also
+    /// checks that it adds rather than overwrites; returns the value and the gradient alone.
+    fn value_and_grad(
+        len: usize,
+        f: impl FnOnce(&mut [f64], &mut LossScratch<f64>) -> f64,
+    ) -> (f64, Vec<f64>) {
+        let mut grad = vec![1.0; len];
+        let value = f(&mut grad, &mut LossScratch::default());
+        (value, grad.iter().map(|g| g - 1.0).collect())
+    }
+
     #[test]
     fn gram_matches_definition() {
-        let (c, n) = (3, 20_000); // more than one GRAM_CHUNK
-        let f = noise(c * n, 1);
-        let g = gram(&f, c, n);
-        for i in 0..c {
-            for j in 0..c {
-                let want: f64 = (0..n).map(|p| f[i * n + p] * f[j * n + p]).sum::<f64>() / n as f64;
-                assert!((g[i * c + j] - want).abs() < 1e-12);
+        // More than one pixel chunk; few pixels and many channels (row blocks).
+        for (c, n) in [(3, 20_000), (40, 100), (33, 9_000)] {
+            let f = noise(c * n, 1);
+            let g = gram(&f, c, n);
+            for i in 0..c {
+                for j in 0..c {
+                    let want: f64 =
+                        (0..n).map(|p| f[i * n + p] * f[j * n + p]).sum::<f64>() / n as f64;
+                    assert!((g[i * c + j] - want).abs() < 1e-12, "{c} {n}");
+                }
             }
         }
     }
@@ -421,8 +498,11 @@ mod tests {
         let target: Vec<f64> = (0..c * c)
             .map(|k| 0.05 * (r[k] + r[(k % c) * c + k / c]))
             .collect();
-        let (value, grad) = style_loss(&f, c, n, &target, 2.5);
-        let loss = |f: &[f64]| style_loss(f, c, n, &target, 1.0).0;
+        let run = |f: &[f64], scale| {
+            value_and_grad(c * n, |g, s| style_loss(f, c, n, &target, scale, g, s))
+        };
+        let (value, grad) = run(&f, 2.5);
+        let loss = |f: &[f64]| run(f, 1.0).0;
         assert!((value - loss(&f)).abs() < 1e-15);
         let num: Vec<f64> = numeric_grad(&f, 1e-6, loss)
             .iter()
@@ -435,8 +515,9 @@ mod tests {
     fn content_gradient_matches_finite_differences() {
         let a = noise(50, 4);
         let t = noise(50, 5);
-        let (_, grad) = content_loss(&a, &t, 3.0);
-        let num: Vec<f64> = numeric_grad(&a, 1e-6, |a| content_loss(a, &t, 1.0).0)
+        let run = |a: &[f64], scale| value_and_grad(50, |g, s| content_loss(a, &t, scale, g, s));
+        let (_, grad) = run(&a, 3.0);
+        let num: Vec<f64> = numeric_grad(&a, 1e-6, |a| run(a, 1.0).0)
             .iter()
             .map(|g| g * 3.0)
             .collect();
@@ -446,12 +527,16 @@ mod tests {
     #[test]
     fn tv_value_and_gradient() {
         // One channel [[0, 1], [3, 5]]: differences 3, 4 (vertical) and 1, 2 (horizontal).
-        let (v, _) = tv_loss(&[0.0, 1.0, 3.0, 5.0], 1, 2, 2, 1.0);
+        let (v, _) = value_and_grad(4, |g, s| {
+            tv_loss(&[0.0, 1.0, 3.0, 5.0], (1, 2, 2), 1.0, g, s)
+        });
         assert!((v - (9.0 + 16.0 + 1.0 + 4.0) / 4.0).abs() < 1e-15);
         let (c, h, w) = (2, 5, 7);
         let x = noise(c * h * w, 6);
-        let (_, grad) = tv_loss(&x, c, h, w, 0.5);
-        let num: Vec<f64> = numeric_grad(&x, 1e-6, |x| tv_loss(x, c, h, w, 1.0).0)
+        let run =
+            |x: &[f64], scale| value_and_grad(c * h * w, |g, s| tv_loss(x, (c, h, w), scale, g, s));
+        let (_, grad) = run(&x, 0.5);
+        let num: Vec<f64> = numeric_grad(&x, 1e-6, |x| run(x, 1.0).0)
             .iter()
             .map(|g| g * 0.5)
             .collect();

@@ -11,16 +11,17 @@ pub struct Timings {
 
 impl Timings {
     /// Runs `f`, charging its wall-clock time to `label`.
-    pub fn time<R>(&mut self, label: &str, f: impl FnOnce() -> R) -> R {
+    pub fn time<R>(&mut self, label: impl std::fmt::Display, f: impl FnOnce() -> R) -> R {
         let start = Instant::now();
         let r = f();
         let secs = start.elapsed().as_secs_f64();
+        let label = label.to_string();
         match self.entries.iter_mut().find(|e| e.0 == label) {
             Some(e) => {
                 e.1 += secs;
                 e.2 += 1;
             }
-            None => self.entries.push((label.to_string(), secs, 1)),
+            None => self.entries.push((label, secs, 1)),
         }
         r
     }

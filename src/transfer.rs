@@ -87,9 +87,33 @@ pub struct Step<'a> {
     pub elapsed: f64,
 }
 
+/// Runs `f` on a rayon worker. A run's parallel loops then start from inside the pool: called
+/// from another thread, each would be queued on the pool's injector, whose queue allocates a
+/// block every few dozen jobs, and a steady run would not be allocation-free.
+fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// Runs `iterations` Adam steps from `x`, calling `on_step` after each; returns the final image.
 /// A callback error stops the run and is returned. With `timings`, every phase is profiled.
+/// The run executes on a rayon worker thread (so does `on_step`); after the first step it
+/// allocates nothing.
 pub fn run_adam(
+    objective: &Objective<f32>,
+    x: Array3<f32>,
+    adam: &mut Adam<f32>,
+    iterations: usize,
+    timings: &mut Option<Timings>,
+    on_step: impl FnMut(&Step) -> Result<()> + Send,
+) -> Result<Array3<f32>> {
+    on_worker(|| adam_steps(objective, x, adam, iterations, timings, on_step))
+}
+
+fn adam_steps(
     objective: &Objective<f32>,
     mut x: Array3<f32>,
     adam: &mut Adam<f32>,
@@ -98,8 +122,10 @@ pub fn run_adam(
     mut on_step: impl FnMut(&Step) -> Result<()>,
 ) -> Result<Array3<f32>> {
     let start = Instant::now();
+    // Reused by every step: after the first, a step allocates nothing.
+    let mut eval = Evaluation::zeros(objective.shape());
     for iteration in 1..=iterations {
-        let eval = objective.evaluate_timed(&x, timings)?;
+        objective.evaluate_into(&x, &mut eval, timings)?;
         let xs = x
             .as_slice_mut()
             .ok_or_else(|| Error::Shape("image is not contiguous".into()))?;
@@ -125,8 +151,19 @@ pub fn run_adam(
 /// objective evaluations). Returns the final image and the run's [`Report`]: the run may stop
 /// early ([`crate::optim::Stop`]: converged, stalled, line search failed, evaluation budget
 /// spent), with the best image found. A callback error stops the run and is returned. With
-/// `timings`, every objective evaluation is profiled.
+/// `timings`, every objective evaluation is profiled. Like `run_adam`, it runs on a rayon worker.
 pub fn run_lbfgs(
+    objective: &Objective<f32>,
+    x: Array3<f32>,
+    lbfgs: &Lbfgs,
+    iterations: usize,
+    timings: &mut Option<Timings>,
+    on_step: impl FnMut(&Step) -> Result<()> + Send,
+) -> Result<(Array3<f32>, Report)> {
+    on_worker(|| lbfgs_iterations(objective, x, lbfgs, iterations, timings, on_step))
+}
+
+fn lbfgs_iterations(
     objective: &Objective<f32>,
     x: Array3<f32>,
     lbfgs: &Lbfgs,
@@ -149,23 +186,31 @@ pub fn run_lbfgs(
     // whichever trial point the line search accepted.
     let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
     let timings = RefCell::new(timings);
+    // The evaluated image and its evaluation, reused from one evaluation to the next.
+    let buffers: RefCell<Option<(Array3<f32>, Evaluation<f32>)>> = RefCell::new(None);
     let f = |xs: &[f32]| -> Result<(f64, Vec<f32>)> {
         if !xs.iter().all(|v| v.is_finite()) {
             // A trial step overflowed f32: too far, the line search shortens it.
             terms.borrow_mut().push([f64::INFINITY; 4]);
             return Ok((f64::INFINITY, vec![0.0; xs.len()]));
         }
-        let xa = Array3::from_shape_vec((c, h, w), xs.to_vec())
-            .map_err(|e| Error::Shape(e.to_string()))?;
-        let eval = objective.evaluate_timed(&xa, &mut timings.borrow_mut())?;
+        let (mut xa, mut eval) = buffers.borrow_mut().take().unwrap_or_else(|| {
+            (
+                Array3::zeros((c, h, w)),
+                Evaluation::zeros(objective.shape()),
+            )
+        });
+        xa.as_slice_mut()
+            .expect("a fresh array is contiguous")
+            .copy_from_slice(xs);
+        objective.evaluate_into(&xa, &mut eval, &mut timings.borrow_mut())?;
         terms
             .borrow_mut()
             .push([eval.content, eval.style, eval.tv, eval.total]);
-        let grad = match eval.grad.as_slice() {
-            Some(g) => g.to_vec(),
-            None => eval.grad.iter().copied().collect(),
-        };
-        Ok((eval.total, grad))
+        let grad = eval.grad.iter().copied().collect();
+        let total = eval.total;
+        *buffers.borrow_mut() = Some((xa, eval));
+        Ok((total, grad))
     };
     let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
         let [content, style, tv, total] = terms.borrow()[it.evaluation - 1];

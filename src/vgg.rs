@@ -9,7 +9,7 @@ use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{
     conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward, rotate_kernel,
-    Pool,
+    ConvScratch, Pool,
 };
 use crate::profile::Timings;
 use std::path::Path;
@@ -69,6 +69,17 @@ pub struct LayerOutput<T> {
     pub h: usize,
     pub w: usize,
     pub data: Vec<T>,
+}
+
+impl<T> LayerOutput<T> {
+    fn empty() -> Self {
+        LayerOutput {
+            c: 0,
+            h: 0,
+            w: 0,
+            data: Vec::new(),
+        }
+    }
 }
 
 /// Everything a forward pass leaves behind: one output per layer run.
@@ -203,115 +214,179 @@ impl<T: Real> Vgg<T> {
     /// Runs the first `depth` layers on `x` (`3 x h x w`), keeping every post-ReLU output.
     /// The caller checks the shape first (`check_input`).
     pub fn forward(&self, x: &[T], h: usize, w: usize, depth: usize, pool: Pool) -> Activations<T> {
-        self.forward_timed(x, h, w, depth, pool, &mut None)
+        let mut ws = Workspace::new();
+        self.forward_into(x, h, w, depth, pool, &mut ws, &mut None);
+        Activations {
+            outputs: ws.outputs,
+        }
     }
 
-    /// `forward`, charging each layer's time to `timings` when given.
-    pub fn forward_timed(
+    /// `forward` into the buffers of `ws` (reused when the shapes repeat, so a steady run
+    /// allocates nothing), charging each layer's time to `timings` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_into(
         &self,
         x: &[T],
         h: usize,
         w: usize,
         depth: usize,
         pool: Pool,
+        ws: &mut Workspace<T>,
         timings: &mut Option<Timings>,
-    ) -> Activations<T> {
-        let mut outputs: Vec<LayerOutput<T>> = Vec::with_capacity(depth);
-        let mut pooled = Vec::new();
+    ) {
+        let Workspace {
+            outputs,
+            pooled,
+            conv,
+            ..
+        } = ws;
+        outputs.resize_with(depth, LayerOutput::empty);
+        let (mut h, mut w) = (h, w);
         for (i, layer) in self.layers[..depth].iter().enumerate() {
-            let (input, h, w): (&[T], usize, usize) = match outputs.last() {
-                None => (x, h, w),
+            let (done, rest) = outputs.split_at_mut(i);
+            let input: &[T] = match done.last() {
+                None => x,
                 Some(prev) if block_of(i) != block_of(i - 1) => {
-                    let (ph, pw) = (prev.h / 2, prev.w / 2);
-                    pooled.resize(prev.c * ph * pw, T::zero());
+                    (h, w) = (prev.h / 2, prev.w / 2);
+                    resize(pooled, prev.c * h * w);
                     timed(timings, "pool fwd", || {
-                        pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, &mut pooled)
+                        pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, pooled)
                     });
-                    (&pooled, ph, pw)
+                    pooled
                 }
-                Some(prev) => (&prev.data, prev.h, prev.w),
+                Some(prev) => &prev.data,
             };
-            let mut out = vec![T::zero(); layer.cout * h * w];
-            timed(timings, &format!("{} fwd", LAYER_NAMES[i]), || {
+            let out = &mut rest[0];
+            (out.c, out.h, out.w) = (layer.cout, h, w);
+            resize(&mut out.data, layer.cout * h * w);
+            timed(timings, format_args!("{} fwd", LAYER_NAMES[i]), || {
                 let bias = Some(layer.bias.as_slice());
+                let (cin, cout) = (layer.cin, layer.cout);
                 conv3x3(
                     input,
-                    layer.cin,
+                    cin,
                     h,
                     w,
                     &layer.weight,
-                    layer.cout,
+                    cout,
                     bias,
-                    &mut out,
+                    &mut out.data,
+                    conv,
                 );
-                relu(&mut out);
-            });
-            outputs.push(LayerOutput {
-                c: layer.cout,
-                h,
-                w,
-                data: out,
+                relu(&mut out.data);
             });
         }
-        Activations { outputs }
     }
 
-    /// Gradient with respect to the input pixels. Walking down from the deepest layer, it asks
-    /// `tap_grad(i, output, timings)` for the objective's gradient with respect to layer `i`'s
-    /// output (`None` where no loss reads it), and frees each activation once it has been used,
-    /// so memory falls as the pass proceeds.
-    pub fn backward<F>(
+    /// Gradient with respect to the input pixels, written to `grad_in` (`3 x h x w`), after
+    /// `forward_into` ran on `ws`. Walking down from the deepest layer, it calls
+    /// `tap_grad(i, output, grad, timings)`, which adds the objective's gradient with respect to
+    /// layer `i`'s output to `grad`. The activations' buffers double as the gradients' (each is
+    /// free once its layer is done), so the pass needs only one buffer more than the forward
+    /// one; they hold gradients afterwards, not activations.
+    pub fn backward_into<F>(
         &self,
-        mut acts: Activations<T>,
+        ws: &mut Workspace<T>,
         pool: Pool,
+        grad_in: &mut [T],
         timings: &mut Option<Timings>,
         mut tap_grad: F,
-    ) -> Vec<T>
-    where
-        F: FnMut(usize, &LayerOutput<T>, &mut Option<Timings>) -> Option<Vec<T>>,
+    ) where
+        F: FnMut(usize, &LayerOutput<T>, &mut [T], &mut Option<Timings>),
     {
-        // Gradient with respect to the input of layer i + 1, carried down.
-        let mut carried: Option<Vec<T>> = None;
-        while let Some(out) = acts.outputs.pop() {
-            let i = acts.outputs.len();
-            let from_above = match carried.take() {
-                Some(from_above) if block_of(i + 1) != block_of(i) => {
-                    let mut g = vec![T::zero(); out.data.len()];
+        let Workspace {
+            outputs,
+            spare,
+            conv,
+            ..
+        } = ws;
+        for i in (0..outputs.len()).rev() {
+            let (below, above) = outputs.split_at_mut(i + 1);
+            let out = &mut below[i];
+            let (c, h, w) = (out.c, out.h, out.w);
+            let len = c * h * w;
+            // d J / d out_i, before the ReLU: in `spare`, or where layer i + 1 left the
+            // gradient with respect to its input.
+            let g: &mut [T] = match above.first_mut() {
+                None => {
+                    resize(spare, len);
+                    spare.fill(T::zero());
+                    spare
+                }
+                Some(next) if block_of(i + 1) != block_of(i) => {
+                    let from_above = &next.data[..c * (h / 2) * (w / 2)];
+                    resize(spare, len);
                     timed(timings, "pool bwd", || {
-                        pool2x2_backward(pool, &out.data, out.c, out.h, out.w, &from_above, &mut g)
+                        pool2x2_backward(pool, &out.data, c, h, w, from_above, spare)
                     });
-                    Some(g)
+                    spare
                 }
-                other => other,
+                Some(next) => &mut next.data[..len],
             };
-            let mut g = match (from_above, tap_grad(i, &out, timings)) {
-                (Some(mut g), Some(tap)) => {
-                    assert_eq!(tap.len(), g.len(), "tap gradient of {}", LAYER_NAMES[i]);
-                    g.iter_mut().zip(&tap).for_each(|(a, &b)| *a += b);
-                    g
-                }
-                (Some(g), None) | (None, Some(g)) => g,
-                (None, None) => vec![T::zero(); out.data.len()],
-            };
+            tap_grad(i, out, g, timings);
             let layer = &self.layers[i];
-            let mut gin = vec![T::zero(); layer.cin * out.h * out.w];
-            timed(timings, &format!("{} bwd", LAYER_NAMES[i]), || {
-                relu_backward(&out.data, &mut g);
-                let (c, h, w) = (layer.cout, out.h, out.w);
-                if layer.cin < FEW_INPUT_CHANNELS {
-                    conv3x3_input_grad(&g, c, h, w, &layer.weight, layer.cin, &mut gin);
+            let cin = layer.cin;
+            timed(timings, format_args!("{} bwd", LAYER_NAMES[i]), || {
+                relu_backward(&out.data, g);
+                // Layer i's output is no longer needed: its buffer takes the input gradient.
+                let gin: &mut [T] = if i == 0 {
+                    assert_eq!(grad_in.len(), cin * h * w, "pixel gradient");
+                    &mut *grad_in
                 } else {
-                    conv3x3(&g, c, h, w, &layer.weight_rot, layer.cin, None, &mut gin);
+                    &mut out.data[..cin * h * w]
+                };
+                if cin < FEW_INPUT_CHANNELS {
+                    conv3x3_input_grad(g, c, h, w, &layer.weight, cin, gin, &conv.tasks);
+                } else {
+                    conv3x3(g, c, h, w, &layer.weight_rot, cin, None, gin, conv);
                 }
             });
-            carried = Some(gin);
         }
-        carried.unwrap_or_default()
     }
 }
 
+/// Buffers of one forward and backward pass, kept from pass to pass.
+pub struct Workspace<T: Real> {
+    outputs: Vec<LayerOutput<T>>,
+    pooled: Vec<T>,
+    spare: Vec<T>,
+    conv: ConvScratch<T>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// Empty buffers; the first pass sizes them.
+    pub fn new() -> Self {
+        Workspace {
+            outputs: Vec::new(),
+            pooled: Vec::new(),
+            spare: Vec::new(),
+            conv: ConvScratch::default(),
+        }
+    }
+
+    /// The layer outputs of the last `forward_into` (until a `backward_into` reuses them).
+    pub fn outputs(&self) -> &[LayerOutput<T>] {
+        &self.outputs
+    }
+}
+
+impl<T: Real> Default for Workspace<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets `v`'s length to `len`, allocating only when it must grow past its capacity.
+fn resize<T: Real>(v: &mut Vec<T>, len: usize) {
+    v.resize(len, T::zero());
+}
+
 /// Runs `f`, timing it when profiling is on.
-pub(crate) fn timed<R>(timings: &mut Option<Timings>, label: &str, f: impl FnOnce() -> R) -> R {
+pub(crate) fn timed<R>(
+    timings: &mut Option<Timings>,
+    label: impl std::fmt::Display,
+    f: impl FnOnce() -> R,
+) -> R {
     match timings {
         Some(t) => t.time(label, f),
         None => f(),

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use ndarray::Array3;
 use neural_style::npz::Npz;
-use neural_style::ops::{conv3x3, pool2x2, pool2x2_backward, rotate_kernel};
+use neural_style::ops::{conv3x3, pool2x2, pool2x2_backward, rotate_kernel, ConvScratch};
 use neural_style::{LossConfig, Objective, Pool, Real, Vgg};
 
 fn tiny_objective_check<T: Real>(pool: Pool, value_tol: f64, grad_tol: f64) {
@@ -92,7 +92,18 @@ fn conv_forward_and_input_gradient_match_pytorch() {
     let [cin, h, wd] = x.shape[..] else { panic!() };
     let cout = w.shape[0];
     let mut out = vec![0.0; cout * h * wd];
-    conv3x3(&x.data, cin, h, wd, &w.data, cout, Some(&b.data), &mut out);
+    let ws = &mut ConvScratch::default();
+    conv3x3(
+        &x.data,
+        cin,
+        h,
+        wd,
+        &w.data,
+        cout,
+        Some(&b.data),
+        &mut out,
+        ws,
+    );
     let want = g.array::<f64>("op.conv_out").unwrap().data;
     assert!(max_abs_diff(&out, &want) < 1e-12);
     let gout = g.array::<f64>("op.conv_gout").unwrap().data;
@@ -106,6 +117,7 @@ fn conv_forward_and_input_gradient_match_pytorch() {
         cin,
         None,
         &mut gin,
+        ws,
     );
     let want = g.array::<f64>("op.conv_gin").unwrap().data;
     assert!(max_abs_diff(&gin, &want) < 1e-12);

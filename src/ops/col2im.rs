@@ -7,6 +7,7 @@
 //! shifted contributions. Work is cut into fixed bands of image rows (each band recomputes the
 //! one-row halo it needs), so results do not depend on the thread count.
 
+use super::scratch::Scratch;
 use super::SharedMut;
 use crate::gemm::{gemm, MatRef, Real};
 use rayon::prelude::*;
@@ -16,6 +17,7 @@ const BAND_ELEMS: usize = 1 << 18;
 
 /// `grad_in` (`cin x h x w`) = d/d input of `sum(conv3x3(input, weights) * grad_out)`, with
 /// `weights` in OIHW (`cout x cin x 3 x 3`) and `grad_out` `cout x h x w`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3_input_grad<T: Real>(
     grad_out: &[T],
     cout: usize,
@@ -24,6 +26,7 @@ pub fn conv3x3_input_grad<T: Real>(
     weights: &[T],
     cin: usize,
     grad_in: &mut [T],
+    scratch: &Scratch<T>,
 ) {
     let (hw, k) = (h * w, cin * 9);
     assert_eq!(grad_out.len(), cout * hw);
@@ -36,9 +39,8 @@ pub fn conv3x3_input_grad<T: Real>(
     let wt = MatRef::t(weights, k, cout);
     let dy = MatRef::new(grad_out, cout, hw);
     let gin = SharedMut(grad_in.as_mut_ptr());
-    (0..h.div_ceil(band)).into_par_iter().for_each_init(
-        || vec![T::zero(); k * (band + 2) * w],
-        |dcol, b| {
+    (0..h.div_ceil(band)).into_par_iter().for_each(|b| {
+        scratch.with(k * (band + 2) * w, |dcol| {
             let (y0, y1) = (b * band, ((b + 1) * band).min(h));
             // Rows of dcol needed: the band plus one row of halo each side.
             let (r0, r1) = (y0.saturating_sub(1), (y1 + 1).min(h));
@@ -70,14 +72,15 @@ pub fn conv3x3_input_grad<T: Real>(
                     }
                 }
             }
-        },
-    );
+        })
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::conv::{conv3x3, rotate_kernel};
+    use crate::ops::scratch::ConvScratch;
     use crate::ops::testutil::{max_rel_err, noise};
 
     #[test]
@@ -101,9 +104,10 @@ mod tests {
                 cin,
                 None,
                 &mut want,
+                &mut ConvScratch::default(),
             );
             let mut got = vec![1.0; cin * h * w];
-            conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut got);
+            conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut got, &Scratch::new());
             assert!(max_rel_err(&got, &want) < 1e-13, "{cin} {cout} {h} {w}");
         }
     }

@@ -14,6 +14,7 @@
 //! this im2col path (`conv3x3_im2col`, kept as the general fallback and the tests' oracle) and
 //! Winograd F(2x2, 3x3) or F(4x4, 3x3) (`ops::winograd`) by layer shape, see `winograd_tile`.
 
+use super::scratch::{ConvScratch, Scratch};
 use super::winograd::{conv3x3_winograd, Tile, WinogradKernel};
 use super::SharedMut;
 use crate::gemm::Real;
@@ -132,8 +133,8 @@ pub fn winograd_tile(
 }
 
 /// `out = conv3x3(input, weights) + bias`, shapes as in the module docs, by the algorithm
-/// `winograd_tile` picks. A Winograd kernel is transformed on every call: code that runs the
-/// same weights again should hold a `Conv3x3` instead.
+/// `winograd_tile` picks. A Winograd kernel is transformed on every call, into `ws.kernel`
+/// (keeping every layer's transforms would double a network's memory; see `Conv3x3`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3<T: Real>(
     input: &[T],
@@ -144,14 +145,17 @@ pub fn conv3x3<T: Real>(
     cout: usize,
     bias: Option<&[T]>,
     out: &mut [T],
+    ws: &mut ConvScratch<T>,
 ) {
     assert_eq!(weights.len(), cout * cin * 9, "conv weights");
     match winograd_tile(cin, cout, h, w, false) {
         Some(tile) => {
-            let kernel = WinogradKernel::with_tile(weights, cout, cin, tile);
-            conv3x3_winograd(input, cin, h, w, &kernel, bias, out);
+            let buf = std::mem::take(&mut ws.kernel);
+            let kernel = WinogradKernel::with_tile_in(weights, cout, cin, tile, buf, &ws.tasks);
+            conv3x3_winograd(input, cin, h, w, &kernel, bias, out, &ws.tasks);
+            ws.kernel = kernel.into_buffer();
         }
-        None => conv3x3_im2col(input, cin, h, w, weights, cout, bias, out),
+        None => conv3x3_im2col(input, cin, h, w, weights, cout, bias, out, &ws.tasks),
     }
 }
 
@@ -206,11 +210,20 @@ impl<T: Real> Conv3x3<T> {
     }
 
     /// `out = conv3x3(input, weights) + bias` (`input` `cin x h x w`, `out` `cout x h x w`).
-    pub fn run(&self, input: &[T], h: usize, w: usize, bias: Option<&[T]>, out: &mut [T]) {
+    pub fn run(
+        &self,
+        input: &[T],
+        h: usize,
+        w: usize,
+        bias: Option<&[T]>,
+        out: &mut [T],
+        scratch: &Scratch<T>,
+    ) {
         let (cin, cout) = (self.cin, self.cout);
-        match winograd_tile(cin, cout, h, w, true) {
-            Some(tile) => conv3x3_winograd(input, cin, h, w, self.kernel(tile), bias, out),
-            None => conv3x3_im2col(input, cin, h, w, &self.weights, cout, bias, out),
+        let kernel = winograd_tile(cin, cout, h, w, true).map(|tile| self.kernel(tile));
+        match kernel {
+            Some(k) => conv3x3_winograd(input, cin, h, w, k, bias, out, scratch),
+            None => conv3x3_im2col(input, cin, h, w, &self.weights, cout, bias, out, scratch),
         }
     }
 }
@@ -227,6 +240,7 @@ pub fn conv3x3_im2col<T: Real>(
     cout: usize,
     bias: Option<&[T]>,
     out: &mut [T],
+    scratch: &Scratch<T>,
 ) {
     let (hw, k) = (h * w, cin * 9);
     assert_eq!(weights.len(), cout * k, "conv weights");
@@ -237,9 +251,8 @@ pub fn conv3x3_im2col<T: Real>(
     let n_tiles = hw.div_ceil(n_tile);
     let m_chunks = cout.div_ceil(m_tile);
     let out_ptr = SharedMut(out.as_mut_ptr());
-    (0..n_tiles * m_chunks).into_par_iter().for_each_init(
-        || vec![T::zero(); k * n_tile],
-        |col, t| {
+    (0..n_tiles * m_chunks).into_par_iter().for_each(|t| {
+        scratch.with(k * n_tile, |col| {
             let (p0, m0) = ((t / m_chunks) * n_tile, (t % m_chunks) * m_tile);
             let (p1, m1) = ((p0 + n_tile).min(hw), (m0 + m_tile).min(cout));
             let n = p1 - p0;
@@ -275,8 +288,8 @@ pub fn conv3x3_im2col<T: Real>(
                     }
                 }
             }
-        },
-    );
+        })
+    });
 }
 
 /// Checks the input, output and bias lengths of a convolution shared by every algorithm;
@@ -348,7 +361,17 @@ mod tests {
             let wt = noise(cout * cin * 9, 2);
             let b = noise(cout, 3);
             let mut o = vec![0.0; cout * h * w];
-            conv3x3(&x, cin, h, w, &wt, cout, Some(&b), &mut o);
+            conv3x3(
+                &x,
+                cin,
+                h,
+                w,
+                &wt,
+                cout,
+                Some(&b),
+                &mut o,
+                &mut ConvScratch::default(),
+            );
             let mut want = naive(&x, cin, h, w, &wt, cout);
             for (i, v) in want.iter_mut().enumerate() {
                 *v += b[i / (h * w)];
@@ -365,7 +388,7 @@ mod tests {
         let x = noise(cin * h * w, 5);
         let wt = noise(cout * cin * 9, 6);
         let mut o = vec![0.0; cout * h * w];
-        conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o);
+        conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o, &Scratch::new());
         assert!(max_rel_err(&o, &naive(&x, cin, h, w, &wt, cout)) < 1e-12);
     }
 
@@ -383,7 +406,17 @@ mod tests {
         let gout = noise(cout * h * w, 10);
         let loss = |x: &[f64]| {
             let mut o = vec![0.0; cout * h * w];
-            conv3x3(x, cin, h, w, &wt, cout, Some(&b), &mut o);
+            conv3x3(
+                x,
+                cin,
+                h,
+                w,
+                &wt,
+                cout,
+                Some(&b),
+                &mut o,
+                &mut ConvScratch::default(),
+            );
             o.iter().zip(&gout).map(|(a, g)| a * g).sum::<f64>()
         };
         let mut gin = vec![0.0; cin * h * w];
@@ -396,6 +429,7 @@ mod tests {
             cin,
             None,
             &mut gin,
+            &mut ConvScratch::default(),
         );
         let num = numeric_grad(&x, 1e-5, loss);
         assert!(max_rel_err(&gin, &num) < 1e-9);
@@ -431,9 +465,26 @@ mod tests {
             }
             let mut o = vec![0.0; cout * h * w];
             if cached {
-                Conv3x3::new(wt.clone(), cout, cin).run(&x, h, w, Some(&b), &mut o);
+                Conv3x3::new(wt.clone(), cout, cin).run(
+                    &x,
+                    h,
+                    w,
+                    Some(&b),
+                    &mut o,
+                    &Scratch::new(),
+                );
             } else {
-                conv3x3(&x, cin, h, w, &wt, cout, Some(&b), &mut o);
+                conv3x3(
+                    &x,
+                    cin,
+                    h,
+                    w,
+                    &wt,
+                    cout,
+                    Some(&b),
+                    &mut o,
+                    &mut ConvScratch::default(),
+                );
             }
             assert!(max_rel_err(&o, &want) < 1e-12, "{cin} {cout} {h} {w}");
         }
@@ -464,9 +515,19 @@ mod tests {
             );
             let conv = |x: &[f64], o: &mut [f64]| {
                 if cached {
-                    fwd.run(x, h, w, Some(&b), o)
+                    fwd.run(x, h, w, Some(&b), o, &Scratch::new())
                 } else {
-                    conv3x3(x, cin, h, w, &wt, cout, Some(&b), o)
+                    conv3x3(
+                        x,
+                        cin,
+                        h,
+                        w,
+                        &wt,
+                        cout,
+                        Some(&b),
+                        o,
+                        &mut ConvScratch::default(),
+                    )
                 }
             };
             let loss = |x: &[f64]| {
@@ -476,9 +537,19 @@ mod tests {
             };
             let mut gin = vec![0.0; cin * h * w];
             if cached {
-                bwd.run(&gout, h, w, None, &mut gin);
+                bwd.run(&gout, h, w, None, &mut gin, &Scratch::new());
             } else {
-                conv3x3(&gout, cout, h, w, bwd.weights(), cin, None, &mut gin);
+                conv3x3(
+                    &gout,
+                    cout,
+                    h,
+                    w,
+                    bwd.weights(),
+                    cin,
+                    None,
+                    &mut gin,
+                    &mut ConvScratch::default(),
+                );
             }
             // Central differences on every 61st input (a prime stride, so all rows, columns
             // and channels are hit). The loss is linear in x, so they are exact up to rounding.
@@ -513,9 +584,19 @@ mod tests {
             let mut o = vec![0.0f32; cout * h * w];
             pool.install(|| {
                 if winograd {
-                    conv3x3(&x, cin, h, w, &wt, cout, None, &mut o)
+                    conv3x3(
+                        &x,
+                        cin,
+                        h,
+                        w,
+                        &wt,
+                        cout,
+                        None,
+                        &mut o,
+                        &mut ConvScratch::default(),
+                    )
                 } else {
-                    conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o)
+                    conv3x3_im2col(&x, cin, h, w, &wt, cout, None, &mut o, &Scratch::new())
                 }
             });
             o

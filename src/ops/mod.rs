@@ -6,12 +6,14 @@ pub mod col2im;
 pub mod conv;
 pub mod pool;
 pub mod relu;
+pub mod scratch;
 pub mod winograd;
 
 pub use col2im::conv3x3_input_grad;
 pub use conv::{conv3x3, rotate_kernel, Conv3x3};
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward};
+pub use scratch::{ConvScratch, Scratch};
 pub use winograd::{conv3x3_winograd, conv3x3_winograd_backward, Tile, WinogradKernel};
 
 /// Raw pointer that rayon tasks may share to write disjoint parts of one buffer.

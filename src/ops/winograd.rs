@@ -45,6 +45,7 @@
 //! from about 1e-7 to 2e-6 relative (the test allows 1e-4). `ops::conv::winograd_tile` says
 //! which layers use which.
 
+use super::scratch::{split, split_len, Scratch};
 use super::SharedMut;
 use crate::gemm::{gemm_into, MatRef, Real};
 use rayon::prelude::*;
@@ -216,12 +217,36 @@ impl<T: Real> WinogradKernel<T> {
     /// Transforms OIHW `weights` (`cout x cin x 3 x 3`) for `tile`, in parallel over output
     /// channels.
     pub fn with_tile(weights: &[T], cout: usize, cin: usize, tile: Tile) -> Self {
+        Self::with_tile_in(weights, cout, cin, tile, Vec::new(), &Scratch::new())
+    }
+
+    /// `with_tile`, storing the transform in `buf` (grown if too small; `into_buffer` gives it
+    /// back) and taking the tasks' scratch from `scratch`: a network transforming its kernels on
+    /// every pass reuses one buffer and allocates nothing.
+    pub fn with_tile_in(
+        weights: &[T],
+        cout: usize,
+        cin: usize,
+        tile: Tile,
+        mut buf: Vec<T>,
+        scratch: &Scratch<T>,
+    ) -> Self {
         assert_eq!(weights.len(), cout * cin * 9, "winograd weights");
-        let u = match tile {
-            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(weights, cout, cin),
-            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(weights, cout, cin),
-        };
-        WinogradKernel { tile, cout, cin, u }
+        match tile {
+            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(weights, cout, cin, &mut buf, scratch),
+            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(weights, cout, cin, &mut buf, scratch),
+        }
+        WinogradKernel {
+            tile,
+            cout,
+            cin,
+            u: buf,
+        }
+    }
+
+    /// The buffer holding the transform, for reuse.
+    pub fn into_buffer(self) -> Vec<T> {
+        self.u
     }
 
     /// The variant this kernel was transformed for.
@@ -249,20 +274,22 @@ fn padded(size: usize) -> usize {
     size + 16
 }
 
-/// `U = G g G^T` for every kernel of the bank, as `A * A` padded planes of `cout x cin`.
+/// `U = G g G^T` for every kernel of the bank, into `u` as `A * A` padded planes of
+/// `cout x cin` (the pads between planes are never read).
 fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     weights: &[T],
     cout: usize,
     cin: usize,
-) -> Vec<T> {
+    u: &mut Vec<T>,
+    scratch: &Scratch<T>,
+) {
     let stride = padded(cout * cin);
-    let mut u = vec![T::zero(); A * A * stride];
+    u.resize(A * A * stride, T::zero());
     let u_ptr = SharedMut(u.as_mut_ptr());
     // Local rows of `cin` values, a padded `rs` apart (see `padded`).
     let rs = padded(cin);
-    (0..cout).into_par_iter().for_each_init(
-        || vec![T::zero(); A * A * rs],
-        |rows, co| {
+    (0..cout).into_par_iter().for_each(|co| {
+        scratch.with(A * A * rs, |rows| {
             // rows[xi * rs + ci] = U[xi][co][ci], then one contiguous copy per plane. The
             // kernels of LANES input channels are transformed side by side.
             let g = &weights[co * cin * 9..][..cin * 9];
@@ -310,9 +337,8 @@ fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
                     )
                 };
             }
-        },
-    );
-    u
+        })
+    });
 }
 
 /// The tile rows met by tiles `t0..t1` (row-major over a grid `tw` tiles wide), each as
@@ -586,6 +612,7 @@ fn tiling(band_tiles: usize, cout: usize, ntiles: usize) -> (usize, usize) {
 
 /// `out = conv3x3(input, g) + bias` with `kernel` the Winograd transform of `g`; shapes as in
 /// the module docs (`cout` and `cin` are the kernel's).
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3_winograd<T: Real>(
     input: &[T],
     cin: usize,
@@ -594,12 +621,13 @@ pub fn conv3x3_winograd<T: Real>(
     kernel: &WinogradKernel<T>,
     bias: Option<&[T]>,
     out: &mut [T],
+    scratch: &Scratch<T>,
 ) {
     assert_eq!(kernel.cin, cin, "winograd kernel input channels");
     let bank = kernel.bank(false);
     match kernel.tile {
-        Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, out),
-        Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, out),
+        Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, out, scratch),
+        Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, out, scratch),
     }
 }
 
@@ -621,13 +649,14 @@ pub fn conv3x3_winograd_backward<T: Real>(
     w: usize,
     kernel: &WinogradKernel<T>,
     grad_in: &mut [T],
+    scratch: &Scratch<T>,
 ) {
     assert_eq!(
         kernel.tile,
         Tile::F2x2,
         "in-place input gradient needs F(2x2, 3x3)"
     );
-    run::<T, 2, 4, F2>(grad_out, h, w, kernel.bank(true), None, grad_in);
+    run::<T, 2, 4, F2>(grad_out, h, w, kernel.bank(true), None, grad_in, scratch);
 }
 
 impl<T> WinogradKernel<T> {
@@ -684,6 +713,7 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     bank: Bank<'_, T>,
     bias: Option<&[T]>,
     out: &mut [T],
+    scratch: &Scratch<T>,
 ) {
     let (cin, cout, hw, nxi) = (bank.cin, bank.cout, h * w, A * A);
     if !super::conv::check_io(input, out, bias, cin, cout, hw) {
@@ -694,17 +724,18 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     let (band, chunk) = tiling(V::band_tiles(cin), cout, ntiles);
     let (nbands, nchunks) = (ntiles.div_ceil(band), cout.div_ceil(chunk));
     let out_ptr = SharedMut(out.as_mut_ptr());
-    (0..nbands * nchunks).into_par_iter().for_each_init(
-        || {
-            (
-                vec![T::zero(); nxi * padded(cin * band)],
-                vec![T::zero(); nxi * padded(chunk * band)],
-                // Row scratch of the transforms, and a row of zeros (the padding).
-                vec![T::zero(); (A + M) * M * (tw + 1)],
-                vec![T::zero(); w],
-            )
-        },
-        |(v, m, rows, zeros), task| {
+    // Transformed input and products of a task, row scratch of the transforms, and a row of
+    // zeros (the padding).
+    let lens = [
+        nxi * padded(cin * band),
+        nxi * padded(chunk * band),
+        (A + M) * M * (tw + 1),
+        w,
+    ];
+    (0..nbands * nchunks).into_par_iter().for_each(|task| {
+        scratch.with(split_len(&lens), |buf| {
+            let [v, m, rows, zeros] = split(buf, lens);
+            zeros.fill(T::zero());
             let (t0, m0) = ((task / nchunks) * band, (task % nchunks) * chunk);
             let (t1, m1) = ((t0 + band).min(ntiles), (m0 + chunk).min(cout));
             let (n, mn) = (t1 - t0, m1 - m0);
@@ -732,8 +763,8 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
                 let dst = out_ptr.ptr().add(m0 * hw);
                 transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, dst, rows)
             });
-        },
-    );
+        })
+    });
 }
 
 #[cfg(test)]
@@ -846,7 +877,7 @@ mod tests {
                 let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
                 for bias in [None, Some(b.as_slice())] {
                     let mut o = vec![f64::NAN; cout * h * w];
-                    conv3x3_winograd(&x, cin, h, w, &k, bias, &mut o);
+                    conv3x3_winograd(&x, cin, h, w, &k, bias, &mut o, &Scratch::new());
                     let want = naive(&x, cin, h, w, &wt, cout, bias);
                     let err = max_rel_err(&o, &want);
                     assert!(err < 1e-12, "{tile:?} {cin} {cout} {h} {w}: {err:e}");
@@ -855,7 +886,7 @@ mod tests {
                     // The input-gradient convolution read from the same kernel.
                     let gout = noise(cout * h * w, seed + 4);
                     let mut gin = vec![f64::NAN; cin * h * w];
-                    conv3x3_winograd_backward(&gout, h, w, &k, &mut gin);
+                    conv3x3_winograd_backward(&gout, h, w, &k, &mut gin, &Scratch::new());
                     let rot = rotate_kernel(&wt, cout, cin);
                     let err = max_rel_err(&gin, &naive(&gout, cout, h, w, &rot, cin, None));
                     assert!(err < 1e-12, "backward {cin} {cout} {h} {w}: {err:e}");
@@ -884,7 +915,7 @@ mod tests {
                 let b = noise(cout, 23);
                 let mut o = vec![0.0; cout * h * w];
                 let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
-                conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o);
+                conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o, &Scratch::new());
                 let want = naive(&x, cin, h, w, &wt, cout, Some(&b));
                 assert!(max_rel_err(&o, &want) < 1e-12, "{tile:?} {h} {w}");
             }
@@ -904,16 +935,36 @@ mod tests {
             .collect();
         let b = noise(cout, 43);
         let mut exact = vec![0.0; cout * h * w];
-        conv3x3_im2col(&x, cin, h, w, &wt, cout, Some(&b), &mut exact);
+        conv3x3_im2col(
+            &x,
+            cin,
+            h,
+            w,
+            &wt,
+            cout,
+            Some(&b),
+            &mut exact,
+            &Scratch::new(),
+        );
         let (x32, wt32, b32) = (to_f32(&x), to_f32(&wt), to_f32(&b));
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
         let mut im = vec![0.0f32; cout * h * w];
-        conv3x3_im2col(&x32, cin, h, w, &wt32, cout, Some(&b32), &mut im);
+        conv3x3_im2col(
+            &x32,
+            cin,
+            h,
+            w,
+            &wt32,
+            cout,
+            Some(&b32),
+            &mut im,
+            &Scratch::new(),
+        );
         let err_im = max_rel_err(&widen(&im), &exact);
         for (tile, bound) in [(Tile::F2x2, 1e-6), (Tile::F4x4, 1e-5)] {
             let mut wi = vec![0.0f32; cout * h * w];
             let k = WinogradKernel::with_tile(&wt32, cout, cin, tile);
-            conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi);
+            conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi, &Scratch::new());
             let err = max_rel_err(&widen(&wi), &exact);
             println!("f32 {tile:?}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
             assert!(err < bound, "{tile:?} {err:e}");
@@ -936,7 +987,7 @@ mod tests {
                     let mut o = vec![0.0f32; cout * h * w];
                     pool.install(|| {
                         let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
-                        conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o)
+                        conv3x3_winograd(&x, cin, h, w, &k, Some(&b), &mut o, &Scratch::new())
                     });
                     o
                 };
