@@ -23,7 +23,7 @@
 //!   gradient in, `cin x H x W` out, no bias): `conv3x3`, `layer` and `im2col` on the
 //!   `rotate_kernel` weights with cin and cout swapped, `winograd_f2_inplace`
 //!   (`ops::conv3x3_winograd_backward`, reading the forward's F(2x2) kernel in place) and, for
-//!   conv1_1 (3 input channels), `col2im` (`ops::conv3x3_input_grad`, GEMM + gather). Same FLOPs
+//!   conv1_1 (3 input channels), `col2im` (`ops::col2im::conv3x3_input_grad_col2im`, GEMM + gather). Same FLOPs
 //!   as forward; for the rotated-kernel paths M is the layer's cin (3 for conv1_1).
 //! - `gram/<tap>`: `loss::gram` (F F^T / HW) on each style tap at 512.
 //! - `style_loss/<tap>`: `loss::style_loss`, i.e. the Gram matrix plus the gradient product
@@ -54,6 +54,7 @@ use criterion::{
 };
 use neural_style::gemm::{gemm, par_gemm, MatRef};
 use neural_style::loss::{gram_into, style_loss, LossScratch};
+use neural_style::ops::col2im::conv3x3_input_grad_col2im;
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
     conv3x3, conv3x3_input_grad, conv3x3_winograd, conv3x3_winograd_backward, rotate_kernel,
@@ -262,7 +263,7 @@ fn bench_conv(c: &mut Criterion) {
         let mut ws = ConvScratch::default();
         let tasks = Scratch::new();
         layer.run(&gout, h, w, None, &mut gin, &tasks);
-        conv3x3(&gout, cout, h, w, &rot, cin, None, &mut gin, &mut ws);
+        conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut gin, &mut ws);
         g.throughput(Throughput::Elements((2 * cout * cin * 9 * h * w) as u64));
         g.bench_function(BenchmarkId::new(name, "conv3x3"), |bch| {
             bch.iter(|| {
@@ -303,7 +304,16 @@ fn bench_conv(c: &mut Criterion) {
         if cin < 16 {
             g.bench_function(BenchmarkId::new(name, "col2im"), |bch| {
                 bch.iter(|| {
-                    conv3x3_input_grad(&gout, cout, h, w, &wt, cin, black_box(&mut gin), &tasks)
+                    conv3x3_input_grad_col2im(
+                        &gout,
+                        cout,
+                        h,
+                        w,
+                        &wt,
+                        cin,
+                        black_box(&mut gin),
+                        &tasks,
+                    )
                 })
             });
         }

@@ -8,8 +8,7 @@ use crate::gemm::Real;
 use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{
-    conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward, rotate_kernel,
-    ConvScratch, Pool,
+    conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward, ConvScratch, Pool,
 };
 use crate::profile::Timings;
 use std::path::Path;
@@ -22,11 +21,6 @@ pub const LAYER_NAMES: [&str; 16] = [
 
 /// Output channels of each block in the real VGG-19.
 pub const VGG19_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
-
-/// Below this many input channels the input gradient skips the rotated-kernel convolution
-/// (`ops::col2im`): at 256px that halves conv1_1's backward time relative to conv1_2's
-/// (--profile: 0.44 -> 0.22 of conv1_2 bwd).
-const FEW_INPUT_CHANNELS: usize = 16;
 
 /// Block (0-based) of each layer.
 fn block_of(layer: usize) -> usize {
@@ -49,9 +43,6 @@ struct ConvLayer<T> {
     cin: usize,
     cout: usize,
     weight: Vec<T>,
-    /// Kernel of the input-gradient convolution (see `ops::conv`); empty for layers with few
-    /// input channels, whose gradient uses `ops::col2im` on `weight` instead.
-    weight_rot: Vec<T>,
     bias: Vec<T>,
 }
 
@@ -165,11 +156,6 @@ impl<T: Real> Vgg<T> {
                 layers.push(ConvLayer {
                     cin,
                     cout,
-                    weight_rot: if cin < FEW_INPUT_CHANNELS {
-                        Vec::new()
-                    } else {
-                        rotate_kernel(&weight.data, cout, cin)
-                    },
                     weight: weight.data,
                     bias: bias.data,
                 });
@@ -335,11 +321,7 @@ impl<T: Real> Vgg<T> {
                 } else {
                     &mut out.data[..cin * h * w]
                 };
-                if cin < FEW_INPUT_CHANNELS {
-                    conv3x3_input_grad(g, c, h, w, &layer.weight, cin, gin, &conv.tasks);
-                } else {
-                    conv3x3(g, c, h, w, &layer.weight_rot, cin, None, gin, conv);
-                }
+                conv3x3_input_grad(g, c, h, w, &layer.weight, cin, gin, conv);
             });
         }
     }

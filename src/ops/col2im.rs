@@ -18,7 +18,7 @@ const BAND_ELEMS: usize = 1 << 18;
 /// `grad_in` (`cin x h x w`) = d/d input of `sum(conv3x3(input, weights) * grad_out)`, with
 /// `weights` in OIHW (`cout x cin x 3 x 3`) and `grad_out` `cout x h x w`.
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3_input_grad<T: Real>(
+pub fn conv3x3_input_grad_col2im<T: Real>(
     grad_out: &[T],
     cout: usize,
     h: usize,
@@ -107,7 +107,7 @@ mod tests {
                 &mut ConvScratch::default(),
             );
             let mut got = vec![1.0; cin * h * w];
-            conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut got, &Scratch::new());
+            conv3x3_input_grad_col2im(&gout, cout, h, w, &wt, cin, &mut got, &Scratch::new());
             assert!(max_rel_err(&got, &want) < 1e-13, "{cin} {cout} {h} {w}");
         }
     }

@@ -9,8 +9,7 @@ pub mod relu;
 pub mod scratch;
 pub mod winograd;
 
-pub use col2im::conv3x3_input_grad;
-pub use conv::{conv3x3, rotate_kernel, Conv3x3};
+pub use conv::{conv3x3, conv3x3_input_grad, rotate_kernel, Conv3x3};
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward};
 pub use scratch::{ConvScratch, Scratch};

@@ -29,6 +29,8 @@ pub struct ConvScratch<T> {
     pub tasks: Scratch<T>,
     /// The transformed kernel.
     pub kernel: Vec<T>,
+    /// The rotated kernel of an input gradient computed by im2col.
+    pub rotated: Vec<T>,
 }
 
 impl<T: Real> Default for ConvScratch<T> {
@@ -36,6 +38,7 @@ impl<T: Real> Default for ConvScratch<T> {
         ConvScratch {
             tasks: Scratch::new(),
             kernel: Vec::new(),
+            rotated: Vec::new(),
         }
     }
 }

@@ -228,13 +228,48 @@ impl<T: Real> WinogradKernel<T> {
         cout: usize,
         cin: usize,
         tile: Tile,
+        buf: Vec<T>,
+        scratch: &Scratch<T>,
+    ) -> Self {
+        Self::transform(weights, cout, cin, tile, false, buf, scratch)
+    }
+
+    /// The kernel of the input-gradient convolution of the OIHW bank `weights` (`cout x cin x
+    /// 3 x 3`): the transform of `conv::rotate_kernel(weights)` (`cin` outputs from `cout`
+    /// inputs), read straight from `weights`, so no rotated copy is ever stored. Buffers as in
+    /// `with_tile_in`.
+    pub fn input_grad_in(
+        weights: &[T],
+        cout: usize,
+        cin: usize,
+        tile: Tile,
+        buf: Vec<T>,
+        scratch: &Scratch<T>,
+    ) -> Self {
+        Self::transform(weights, cin, cout, tile, true, buf, scratch)
+    }
+
+    /// The transform of a `cout x cin` bank: `weights` itself, or (`rotated`) the rotated,
+    /// channel-swapped view of a `cin x cout` bank.
+    fn transform(
+        weights: &[T],
+        cout: usize,
+        cin: usize,
+        tile: Tile,
+        rotated: bool,
         mut buf: Vec<T>,
         scratch: &Scratch<T>,
     ) -> Self {
         assert_eq!(weights.len(), cout * cin * 9, "winograd weights");
+        let src = Source {
+            weights,
+            cout,
+            cin,
+            rotated,
+        };
         match tile {
-            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(weights, cout, cin, &mut buf, scratch),
-            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(weights, cout, cin, &mut buf, scratch),
+            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(src, &mut buf, scratch),
+            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(src, &mut buf, scratch),
         }
         WinogradKernel {
             tile,
@@ -274,15 +309,36 @@ fn padded(size: usize) -> usize {
     size + 16
 }
 
+/// The `cout x cin` bank of 3x3 kernels a transform reads: OIHW `weights`, or (`rotated`) the
+/// kernels of `conv::rotate_kernel` of a `cin x cout` OIHW bank, gathered on the fly.
+#[derive(Clone, Copy)]
+struct Source<'a, T> {
+    weights: &'a [T],
+    cout: usize,
+    cin: usize,
+    rotated: bool,
+}
+
+impl<T: Copy> Source<'_, T> {
+    /// Element `k` (row-major 3x3) of kernel (co, ci).
+    #[inline(always)]
+    fn at(&self, co: usize, ci: usize, k: usize) -> T {
+        if self.rotated {
+            self.weights[(ci * self.cout + co) * 9 + 8 - k]
+        } else {
+            self.weights[(co * self.cin + ci) * 9 + k]
+        }
+    }
+}
+
 /// `U = G g G^T` for every kernel of the bank, into `u` as `A * A` padded planes of
 /// `cout x cin` (the pads between planes are never read).
 fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
-    weights: &[T],
-    cout: usize,
-    cin: usize,
+    src: Source<'_, T>,
     u: &mut Vec<T>,
     scratch: &Scratch<T>,
 ) {
+    let (cout, cin) = (src.cout, src.cin);
     let stride = padded(cout * cin);
     u.resize(A * A * stride, T::zero());
     let u_ptr = SharedMut(u.as_mut_ptr());
@@ -292,13 +348,12 @@ fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
         scratch.with(A * A * rs, |rows| {
             // rows[xi * rs + ci] = U[xi][co][ci], then one contiguous copy per plane. The
             // kernels of LANES input channels are transformed side by side.
-            let g = &weights[co * cin * 9..][..cin * 9];
             for c0 in (0..cin).step_by(LANES) {
                 let len = LANES.min(cin - c0);
                 let mut gl = [[T::zero(); LANES]; 9];
-                for (l, gc) in g[c0 * 9..(c0 + len) * 9].chunks_exact(9).enumerate() {
-                    for (k, &v) in gc.iter().enumerate() {
-                        gl[k][l] = v;
+                for l in 0..len {
+                    for (k, gk) in gl.iter_mut().enumerate() {
+                        gk[l] = src.at(co, c0 + l, k);
                     }
                 }
                 // q = G g (A x 3, by columns of g), then u = q G^T (by rows of q).
