@@ -38,11 +38,11 @@ struct Args {
     /// Long side of the output in pixels (style images are resized to the same long side).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
     size: u32,
-    /// Optimiser steps (per scale, in a multi-scale run).
-    #[arg(long, default_value_t = 300)]
+    /// Optimiser steps (per scale, in a multi-scale run). The seed ran 300 Adam steps.
+    #[arg(long, default_value_t = 100)]
     iterations: usize,
-    /// Optimiser: adam (the seed's) or lbfgs (better per step; jcjohnson/neural-style's default).
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    /// Optimiser: lbfgs (best per step, as in jcjohnson/neural-style) or adam (the seed's).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
     optimizer: OptimizerArg,
     /// L-BFGS history size (pairs kept).
     #[arg(long, default_value_t = 10)]
@@ -88,8 +88,9 @@ struct Args {
     /// Adam epsilon.
     #[arg(long, default_value_t = 1e-8)]
     epsilon: f64,
-    /// Start image: noise (seed's blend of noise and content), content, random, or an image file.
-    #[arg(long, default_value = "noise")]
+    /// Start image: content, noise (the seed's blend of noise and content), random, or an
+    /// image file.
+    #[arg(long, default_value = "content")]
     init: String,
     /// Share of noise in the `noise` start image.
     #[arg(long, default_value_t = 0.6)]

@@ -397,6 +397,7 @@ fn real_weights_smoke_run_with_the_seed_configuration() {
         "--content-weight", "10",
         "--style-weight", "40",
         "--tv-weight", "0",
+        "--optimizer", "adam",
         "--learning-rate", "2",
         "--init", "noise",
         "--init-ratio", "0.6",
@@ -568,21 +569,28 @@ fn failed_run_leaves_an_existing_output_untouched() {
 
 // Features of the parity issue: each test would fail if its flag were not wired through.
 
-/// Mean |chroma difference| (R - Y and B - Y, 0..255 units) between two equal-size images.
+/// Mean |chroma difference| (R - Y and B - Y, 0..255 units) between two equal-size images,
+/// over the pixels of `a` that no channel clipped at 0 or 255 (clipping changes the chroma).
 fn mean_chroma_gap(a: &image::Rgb32FImage, b: &image::Rgb32FImage) -> f32 {
     let chroma = |p: &Rgb<f32>| {
         let y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
         [p[0] - y, p[2] - y]
     };
-    let total: f32 = a
+    let unclipped = |p: &Rgb<f32>| p.0.iter().all(|&v| v > 0.5 / 255.0 && v < 254.5 / 255.0);
+    let gaps: Vec<f32> = a
         .pixels()
         .zip(b.pixels())
+        .filter(|(p, _)| unclipped(p))
         .map(|(p, q)| {
             let (cp, cq) = (chroma(p), chroma(q));
             (cp[0] - cq[0]).abs() + (cp[1] - cq[1]).abs()
         })
-        .sum();
-    255.0 * total / (2 * a.width() * a.height()) as f32
+        .collect();
+    assert!(
+        gaps.len() * 2 > (a.width() * a.height()) as usize,
+        "most pixels clipped"
+    );
+    255.0 * gaps.iter().sum::<f32>() / (2 * gaps.len()) as f32
 }
 
 #[test]
@@ -655,6 +663,32 @@ fn multi_scale_run_reports_each_stage_and_ends_at_the_requested_size() {
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv.lines().count(), 13, "{csv}");
     assert!(csv.starts_with("scale,size,iteration,"));
+}
+
+#[test]
+fn defaults_run_lbfgs_from_the_content_image() {
+    let f = Fixture::new();
+    let runs: [(&str, &[&str]); 4] = [
+        ("defaults.png", &[]),
+        (
+            "spelled.png",
+            &["--optimizer", "lbfgs", "--init", "content"],
+        ),
+        ("adam.png", &["--optimizer", "adam"]),
+        ("noise.png", &["--init", "noise"]),
+    ];
+    let mut bytes = Vec::new();
+    for (name, extra) in runs {
+        let run = neural_style(f.args(&[&f.style], &f.out(name), 4, extra));
+        assert_success(&run);
+        bytes.push(std::fs::read(f.out(name)).unwrap());
+    }
+    assert!(
+        bytes[0] == bytes[1],
+        "defaults differ from --optimizer lbfgs --init content"
+    );
+    assert!(bytes[0] != bytes[2], "defaults equal --optimizer adam");
+    assert!(bytes[0] != bytes[3], "defaults equal --init noise");
 }
 
 #[test]
