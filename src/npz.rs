@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gemm::Real;
 use npyz::npz::NpzArchive;
 use npyz::zip::result::ZipError;
-use npyz::NpyFile;
+use npyz::{NpyFile, NpyHeader};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -63,29 +63,48 @@ impl Npz {
             Err(ZipError::FileNotFound) => return Err(err("missing".into())),
             Err(e) => return Err(err(format!("unreadable ({e})"))),
         };
+        if let Some(shape) = header_shape(&bytes) {
+            if shape
+                .iter()
+                .try_fold(8u64, |n, &d| n.checked_mul(d))
+                .is_none()
+            {
+                return Err(err(format!("shape {shape:?} has too many elements")));
+            }
+        }
         let mut rest = bytes.as_slice();
-        let npy = NpyFile::new(&mut rest).map_err(|e| err(format!("unreadable ({e})")))?;
+        let header =
+            NpyHeader::from_reader(&mut rest).map_err(|e| err(format!("unreadable ({e})")))?;
+        let data_bytes = rest.len();
+        let npy = NpyFile::with_header(header, &mut rest);
         if npy.order() != npyz::Order::C {
             return Err(err("Fortran-order arrays are not supported".into()));
         }
         let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
         let descr = npy.dtype().descr();
-        let data: std::io::Result<Vec<T>> = if descr.contains("<f4") {
-            npy.into_vec::<f32>()
-                .map(|v| v.into_iter().map(|x| T::from_f64(x as f64)).collect())
+        let width = if descr.contains("<f4") {
+            4
         } else if descr.contains("<f8") {
-            npy.into_vec::<f64>()
-                .map(|v| v.into_iter().map(T::from_f64).collect())
+            8
         } else {
             return Err(err(format!("dtype {descr} is not little-endian f4 or f8")));
         };
+        let bytes_needed = shape
+            .iter()
+            .try_fold(width, |n: usize, &d| n.checked_mul(d));
+        if bytes_needed != Some(data_bytes) {
+            return Err(err(format!(
+                "shape {shape:?} disagrees with the {data_bytes} data bytes"
+            )));
+        }
+        let data: std::io::Result<Vec<T>> = if descr.contains("<f4") {
+            npy.into_vec::<f32>()
+                .map(|v| v.into_iter().map(|x| T::from_f64(x as f64)).collect())
+        } else {
+            npy.into_vec::<f64>()
+                .map(|v| v.into_iter().map(T::from_f64).collect())
+        };
         let data = data.map_err(|e| err(format!("truncated or corrupt data ({e})")))?;
-        if !rest.is_empty() {
-            return Err(err(format!("{} bytes after the data", rest.len())));
-        }
-        if data.len() != shape.iter().product::<usize>() {
-            return Err(err("data length disagrees with its shape".into()));
-        }
         Ok(Array { shape, data })
     }
 
@@ -97,6 +116,32 @@ impl Npz {
             _ => Err(key_err(&self.path, key, "expected a single value")),
         }
     }
+}
+
+/// The shape written in a `.npy` header, read without npyz, which multiplies it out unchecked
+/// (a crafted huge shape overflows there); `None` when the header is not in the usual form,
+/// which npyz then reports.
+fn header_shape(npy: &[u8]) -> Option<Vec<u64>> {
+    let (len, start): (usize, usize) = match npy.get(..6)? {
+        b"\x93NUMPY" if *npy.get(6)? == 1 => (
+            u16::from_le_bytes(npy.get(8..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        b"\x93NUMPY" => (
+            u32::from_le_bytes(npy.get(8..12)?.try_into().ok()?) as usize,
+            12,
+        ),
+        _ => return None,
+    };
+    let dict = std::str::from_utf8(npy.get(start..start.checked_add(len)?)?).ok()?;
+    let after = &dict[dict.find("'shape'")? + 7..];
+    let tuple = &after[after.find('(')? + 1..];
+    tuple[..tuple.find(')')?]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().ok())
+        .collect()
 }
 
 fn key_err(path: &Path, key: &str, detail: impl std::fmt::Display) -> Error {
