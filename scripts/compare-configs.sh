@@ -5,10 +5,11 @@
 #
 #   bash scripts/compare-configs.sh                  # 512 px, all cores
 #   SIZE=256 OUT=/tmp/cmp bash scripts/compare-configs.sh
+#   RUNS=defaults bash scripts/compare-configs.sh    # rerun one, reuse the others' results
 #
-# The outputs and each run's JSON progress go to $OUT (default target/compare). The picture is
-# composed by scripts/compose_grid.py in a private venv with pillow:
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/neural-style/pillow-venv
+# Each run leaves NAME.png, NAME.jsonl (progress) and NAME.secs (wall-clock seconds) in $OUT
+# (default target/compare). The picture is composed by scripts/compose_grid.py in a private
+# venv with pillow: ${XDG_CACHE_HOME:-$HOME/.cache}/neural-style/pillow-venv.
 # Run it on a quiet machine: the captions are the runs' wall-clock seconds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 size="${SIZE:-512}"
 out="${OUT:-target/compare}"
 picture="${PICTURE:-docs/comparison.jpg}"
+runs="${RUNS:-defaults seed jcjohnson}"
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/neural-style/pillow-venv"
 content=examples/astronaut.jpg
 style=examples/starry-night.jpg
@@ -31,23 +33,29 @@ mkdir -p "$out"
 
 # name|label|flags
 configs=(
-    "defaults|defaults|"
-    "seed|seed: Adam lr 2, 300 steps, noise init|--optimizer adam --iterations 300 --init noise --init-ratio 0.6 --content-weight 10 --style-weight 40 --tv-weight 0 --pool avg --learning-rate 2"
-    "jcjohnson|jcjohnson-like: L-BFGS 300, content init, max pool|--optimizer lbfgs --iterations 300 --init content --pool max"
+    "defaults|defaults (L-BFGS 100, content init)|"
+    "seed|seed (Adam 300, noise init)|--optimizer adam --iterations 300 --init noise --init-ratio 0.6 --content-weight 10 --style-weight 40 --tv-weight 0 --pool avg --learning-rate 2"
+    "jcjohnson|jcjohnson-like (L-BFGS 300, max pool)|--optimizer lbfgs --iterations 300 --init content --pool max"
 )
 
 tiles=("content|$(basename "$content")|$content" "style|$(basename "$style")|$style")
 for entry in "${configs[@]}"; do
     IFS='|' read -r name label flags <<<"$entry"
-    echo "== $name: $flags" >&2
-    start=$(date +%s.%N)
-    # shellcheck disable=SC2086 # flags are words on purpose
-    target/release/neural-style --content "$content" --style "$style" --size "$size" \
-        --output "$out/$name.png" --json $flags >"$out/$name.jsonl"
-    secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
-    steps=$(tail -n 1 "$out/$name.jsonl" | sed -n 's/.*"evaluations":\([0-9]*\).*/\1/p')
-    echo "$name: $secs s, $steps evaluations" >&2
-    tiles+=("$label|$secs s wall, $steps evaluations, ${size} px|$out/$name.png")
+    if [[ " $runs " == *" $name "* ]]; then
+        echo "== $name: ${flags:-(no flags)}" >&2
+        start=$(date +%s.%N)
+        # shellcheck disable=SC2086 # flags are words on purpose
+        target/release/neural-style --content "$content" --style "$style" --size "$size" \
+            --output "$out/$name.png" --json --print-every 1 $flags >"$out/$name.jsonl"
+        awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f\n", b - a }' >"$out/$name.secs"
+    elif [ ! -f "$out/$name.secs" ]; then
+        echo "compare-configs.sh: no earlier result for $name in $out; add it to RUNS" >&2
+        exit 1
+    fi
+    secs=$(cat "$out/$name.secs")
+    evals=$(tail -n 1 "$out/$name.jsonl" | sed -n 's/.*"evaluations":\([0-9]*\).*/\1/p')
+    echo "$name: $secs s, $evals evaluations" >&2
+    tiles+=("$label|$secs s, $evals evaluations, $size px|$out/$name.png")
 done
-"$venv/bin/python" scripts/compose_grid.py "$picture" 320 "${tiles[@]}"
+"$venv/bin/python" scripts/compose_grid.py "$picture" 384 "${tiles[@]}"
 echo "wrote $picture" >&2

@@ -350,7 +350,7 @@ impl<'a, T: Real> Objective<'a, T> {
         let acts = vgg.forward(&contiguous(content), shape[1], shape[2], depth, config.pool);
         let content_targets = content_idx
             .iter()
-            .map(|&(i, w)| (i, w, acts.outputs[i].data.clone()))
+            .map(|&(i, w)| (i, w, acts.layer(i).data.to_vec()))
             .collect();
         drop(acts);
 
@@ -377,8 +377,8 @@ impl<'a, T: Real> Objective<'a, T> {
                 let acts = vgg.forward(&contiguous(img), h, w, style_depth, config.pool);
                 let b = T::from_f64(b.as_f64() / blend_sum);
                 for (i, _, target) in style_targets.iter_mut() {
-                    let out = &acts.outputs[*i];
-                    let g = gram(&out.data, out.c, out.h * out.w);
+                    let out = acts.layer(*i);
+                    let g = gram(out.data, out.c, out.h * out.w);
                     if target.is_empty() {
                         target.resize(g.len(), T::zero());
                     }
@@ -454,7 +454,7 @@ impl<'a, T: Real> Objective<'a, T> {
                     let scale = T::from_f64(cfg.content_weight * wl);
                     content += wl
                         * timed(timings, "content loss", || {
-                            content_loss(&out.data, target, scale, g, scratch)
+                            content_loss(out.data, target, scale, g, scratch)
                         });
                 }
                 for (_, wl, target) in self.style.iter().filter(|t| t.0 == i) {
@@ -462,7 +462,7 @@ impl<'a, T: Real> Objective<'a, T> {
                     let n = out.h * out.w;
                     style += wl
                         * timed(timings, "style loss", || {
-                            style_loss(&out.data, out.c, n, target, scale, g, scratch)
+                            style_loss(out.data, out.c, n, target, scale, g, scratch)
                         });
                 }
             });

@@ -54,29 +54,17 @@ pub struct Vgg<T: Real = f32> {
 /// The engine's network type: f32 weights.
 pub type Vgg19 = Vgg<f32>;
 
-/// One layer's post-ReLU output, `c x h x w`.
-pub struct LayerOutput<T> {
+/// One layer's post-ReLU output, `c x h x w`, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerOutput<'a, T> {
     pub c: usize,
     pub h: usize,
     pub w: usize,
-    pub data: Vec<T>,
+    pub data: &'a [T],
 }
 
-impl<T> LayerOutput<T> {
-    fn empty() -> Self {
-        LayerOutput {
-            c: 0,
-            h: 0,
-            w: 0,
-            data: Vec::new(),
-        }
-    }
-}
-
-/// Everything a forward pass leaves behind: one output per layer run.
-pub struct Activations<T> {
-    pub outputs: Vec<LayerOutput<T>>,
-}
+/// Everything a forward pass leaves behind: one output per layer run (`Workspace::layer`).
+pub type Activations<T> = Workspace<T>;
 
 impl<T: Real> Vgg<T> {
     /// Loads all 16 layers of the real VGG-19 from the project's `.npz` format.
@@ -202,9 +190,7 @@ impl<T: Real> Vgg<T> {
     pub fn forward(&self, x: &[T], h: usize, w: usize, depth: usize, pool: Pool) -> Activations<T> {
         let mut ws = Workspace::new();
         self.forward_into(x, h, w, depth, pool, &mut ws, &mut None);
-        Activations {
-            outputs: ws.outputs,
-        }
+        ws
     }
 
     /// `forward` into the buffers of `ws` (reused when the shapes repeat, so a steady run
@@ -220,46 +206,48 @@ impl<T: Real> Vgg<T> {
         ws: &mut Workspace<T>,
         timings: &mut Option<Timings>,
     ) {
+        ws.lay_out(&self.layers[..depth], h, w);
         let Workspace {
-            outputs,
+            arena,
+            slots,
             pooled,
             conv,
             ..
         } = ws;
-        outputs.resize_with(depth, LayerOutput::empty);
-        let (mut h, mut w) = (h, w);
         for (i, layer) in self.layers[..depth].iter().enumerate() {
-            let (done, rest) = outputs.split_at_mut(i);
-            let input: &[T] = match done.last() {
+            let out = slots[i];
+            let (done, rest) = arena.split_at_mut(out.offset);
+            let input: &[T] = match i.checked_sub(1).map(|p| slots[p]) {
                 None => x,
-                Some(prev) if block_of(i) != block_of(i - 1) => {
-                    (h, w) = (prev.h / 2, prev.w / 2);
-                    resize(pooled, prev.c * h * w);
-                    timed(timings, "pool fwd", || {
-                        pool2x2(pool, &prev.data, prev.c, prev.h, prev.w, pooled)
-                    });
-                    pooled
+                Some(prev) => {
+                    let prev_data = &done[prev.offset..][..prev.len()];
+                    if block_of(i) != block_of(i - 1) {
+                        resize(pooled, prev.c * out.h * out.w);
+                        timed(timings, "pool fwd", || {
+                            pool2x2(pool, prev_data, prev.c, prev.h, prev.w, pooled)
+                        });
+                        pooled
+                    } else {
+                        prev_data
+                    }
                 }
-                Some(prev) => &prev.data,
             };
-            let out = &mut rest[0];
-            (out.c, out.h, out.w) = (layer.cout, h, w);
-            resize(&mut out.data, layer.cout * h * w);
+            let data = &mut rest[..out.len()];
             timed(timings, format_args!("{} fwd", LAYER_NAMES[i]), || {
                 let bias = Some(layer.bias.as_slice());
                 let (cin, cout) = (layer.cin, layer.cout);
                 conv3x3(
                     input,
                     cin,
-                    h,
-                    w,
+                    out.h,
+                    out.w,
                     &layer.weight,
                     cout,
                     bias,
-                    &mut out.data,
+                    data,
                     conv,
                 );
-                relu(&mut out.data);
+                relu(data);
             });
         }
     }
@@ -267,9 +255,12 @@ impl<T: Real> Vgg<T> {
     /// Gradient with respect to the input pixels, written to `grad_in` (`3 x h x w`), after
     /// `forward_into` ran on `ws`. Walking down from the deepest layer, it calls
     /// `tap_grad(i, output, grad, timings)`, which adds the objective's gradient with respect to
-    /// layer `i`'s output to `grad`. The activations' buffers double as the gradients' (each is
-    /// free once its layer is done), so the pass needs only one buffer more than the forward
-    /// one; they hold gradients afterwards, not activations.
+    /// layer `i`'s output to `grad`.
+    ///
+    /// The pass reuses the forward pass's memory: once layer i is done, its output's place
+    /// takes the gradient with respect to its input, and the gradient below a pooling goes to
+    /// the places of layers two or more above it (all done by then), so the only extra buffer
+    /// is one deep-layer-sized `spare`. Afterwards `ws` holds gradients, not activations.
     pub fn backward_into<F>(
         &self,
         ws: &mut Workspace<T>,
@@ -278,58 +269,89 @@ impl<T: Real> Vgg<T> {
         timings: &mut Option<Timings>,
         mut tap_grad: F,
     ) where
-        F: FnMut(usize, &LayerOutput<T>, &mut [T], &mut Option<Timings>),
+        F: FnMut(usize, LayerOutput<'_, T>, &mut [T], &mut Option<Timings>),
     {
         let Workspace {
-            outputs,
+            arena,
+            slots,
             spare,
             conv,
             ..
         } = ws;
-        for i in (0..outputs.len()).rev() {
-            let (below, above) = outputs.split_at_mut(i + 1);
-            let out = &mut below[i];
-            let (c, h, w) = (out.c, out.h, out.w);
-            let len = c * h * w;
-            // d J / d out_i, before the ReLU: in `spare`, or where layer i + 1 left the
-            // gradient with respect to its input.
-            let g: &mut [T] = match above.first_mut() {
-                None => {
+        let depth = slots.len();
+        for i in (0..depth).rev() {
+            let out = slots[i];
+            let len = out.len();
+            let (below, above) = arena.split_at_mut(out.offset + len);
+            let out_data = &mut below[out.offset..];
+            // d J / d out_i, before the ReLU: where layer i + 1 left the gradient with respect
+            // to its input, or (below a pooling, and at the top) in a free place.
+            let g: &mut [T] = if i + 1 == depth {
+                resize(spare, len);
+                spare.fill(T::zero());
+                spare
+            } else if block_of(i + 1) != block_of(i) {
+                let next = slots[i + 1];
+                let (from_above, free) = above.split_at_mut(next.len());
+                let from_above = &from_above[..out.c * (out.h / 2) * (out.w / 2)];
+                let g = if free.len() >= len {
+                    &mut free[..len]
+                } else {
                     resize(spare, len);
-                    spare.fill(T::zero());
-                    spare
-                }
-                Some(next) if block_of(i + 1) != block_of(i) => {
-                    let from_above = &next.data[..c * (h / 2) * (w / 2)];
-                    resize(spare, len);
-                    timed(timings, "pool bwd", || {
-                        pool2x2_backward(pool, &out.data, c, h, w, from_above, spare)
-                    });
-                    spare
-                }
-                Some(next) => &mut next.data[..len],
+                    &mut spare[..]
+                };
+                timed(timings, "pool bwd", || {
+                    pool2x2_backward(pool, out_data, out.c, out.h, out.w, from_above, g)
+                });
+                g
+            } else {
+                &mut above[..len]
             };
-            tap_grad(i, out, g, timings);
+            let view = LayerOutput {
+                c: out.c,
+                h: out.h,
+                w: out.w,
+                data: out_data,
+            };
+            tap_grad(i, view, g, timings);
             let layer = &self.layers[i];
-            let cin = layer.cin;
+            let (cin, h, w) = (layer.cin, out.h, out.w);
             timed(timings, format_args!("{} bwd", LAYER_NAMES[i]), || {
-                relu_backward(&out.data, g);
-                // Layer i's output is no longer needed: its buffer takes the input gradient.
+                relu_backward(out_data, g);
+                // Layer i's output is no longer needed: its place takes the input gradient.
                 let gin: &mut [T] = if i == 0 {
                     assert_eq!(grad_in.len(), cin * h * w, "pixel gradient");
                     &mut *grad_in
                 } else {
-                    &mut out.data[..cin * h * w]
+                    &mut out_data[..cin * h * w]
                 };
-                conv3x3_input_grad(g, c, h, w, &layer.weight, cin, gin, conv);
+                conv3x3_input_grad(g, out.c, h, w, &layer.weight, cin, gin, conv);
             });
         }
     }
 }
 
-/// Buffers of one forward and backward pass, kept from pass to pass.
+/// Shape and place of one layer's output in a workspace's arena.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    c: usize,
+    h: usize,
+    w: usize,
+    offset: usize,
+}
+
+impl Slot {
+    fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+}
+
+/// Buffers of one forward and backward pass, kept from pass to pass: the layers' outputs one
+/// after another in one arena (so the backward pass can reuse the places of several finished
+/// layers as one buffer), and the pooled input, spare gradient and convolution scratch.
 pub struct Workspace<T: Real> {
-    outputs: Vec<LayerOutput<T>>,
+    arena: Vec<T>,
+    slots: Vec<Slot>,
     pooled: Vec<T>,
     spare: Vec<T>,
     conv: ConvScratch<T>,
@@ -339,16 +361,48 @@ impl<T: Real> Workspace<T> {
     /// Empty buffers; the first pass sizes them.
     pub fn new() -> Self {
         Workspace {
-            outputs: Vec::new(),
+            arena: Vec::new(),
+            slots: Vec::new(),
             pooled: Vec::new(),
             spare: Vec::new(),
             conv: ConvScratch::default(),
         }
     }
 
-    /// The layer outputs of the last `forward_into` (until a `backward_into` reuses them).
-    pub fn outputs(&self) -> &[LayerOutput<T>] {
-        &self.outputs
+    /// Places the outputs of `layers` on an `h x w` input.
+    fn lay_out(&mut self, layers: &[ConvLayer<T>], h: usize, w: usize) {
+        self.slots.clear();
+        let (mut h, mut w, mut offset) = (h, w, 0);
+        for (i, layer) in layers.iter().enumerate() {
+            if i > 0 && block_of(i) != block_of(i - 1) {
+                (h, w) = (h / 2, w / 2);
+            }
+            let slot = Slot {
+                c: layer.cout,
+                h,
+                w,
+                offset,
+            };
+            offset += slot.len();
+            self.slots.push(slot);
+        }
+        resize(&mut self.arena, offset);
+    }
+
+    /// Layers held (run by the last forward pass).
+    pub fn depth(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Output of layer `i` from the last `forward_into` (until a `backward_into` reuses it).
+    pub fn layer(&self, i: usize) -> LayerOutput<'_, T> {
+        let s = self.slots[i];
+        LayerOutput {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+            data: &self.arena[s.offset..][..s.len()],
+        }
     }
 }
 

@@ -243,8 +243,12 @@ fn f64_weights_load_as_the_same_network() {
         a.forward(&x, h, w, 16, Pool::Avg),
         b.forward(&x, h, w, 16, Pool::Avg),
     );
-    for (la, lb) in fa.outputs.iter().zip(&fb.outputs) {
-        assert!(la.data == lb.data, "f64 copy gives another network");
+    assert_eq!((fa.depth(), fb.depth()), (16, 16));
+    for i in 0..16 {
+        assert!(
+            fa.layer(i).data == fb.layer(i).data,
+            "f64 copy gives another network"
+        );
     }
 }
 
@@ -285,6 +289,27 @@ fn trailing_bytes_after_an_array() {
     e.data = Data::Raw(npy);
     let (_dir, path) = damaged("trailing.npz", &entries);
     assert_weights_error(&path, &["conv1_1.bias"]);
+}
+
+#[test]
+fn header_shape_too_large_to_count() {
+    // A hand-made .npy whose header claims 2^40 x 2^40 x 64 elements over 16 bytes of data:
+    // counting them overflows, which must be a clean error, not an arithmetic panic.
+    let dict =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776, 64), }";
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    npy.extend_from_slice(&[0; 16]);
+    let mut entries = tiny_entries();
+    entry(&mut entries, "conv2_2.weight").data = Data::Raw(npy);
+    let (_dir, path) = damaged("huge-shape.npz", &entries);
+    assert_weights_error(&path, &["conv2_2.weight", "shape"]);
 }
 
 #[test]
