@@ -43,3 +43,8 @@ pub use loss::{Evaluation, LossConfig, Objective};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
 pub use vgg::{Vgg, Vgg19};
+
+/// The README's Rust example, compiled as a doctest so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -334,12 +334,15 @@ fn run(args: Args) -> Result<()> {
         };
         if !args.json {
             say!(
-                "neural-style: stage {}/{} at {w}x{h}, {} style image(s), {} {:?} steps, {} threads; setup {:.2} s",
+                "neural-style: stage {}/{} at {w}x{h}, {} style image(s), {} {}, {} threads; setup {:.2} s",
                 stage + 1,
                 sizes.len(),
                 styles.len(),
                 args.iterations,
-                args.optimizer,
+                match args.optimizer {
+                    OptimizerArg::Adam => "Adam steps",
+                    OptimizerArg::Lbfgs => "L-BFGS iterations",
+                },
                 rayon::current_num_threads(),
                 t0.elapsed().as_secs_f64()
             );
