@@ -8,7 +8,11 @@
 //! the same instructions whatever the thread count, which keeps results bitwise reproducible.
 //!
 //! The gradient with respect to the input is the same convolution applied to the output gradient
-//! with the kernel rotated by 180 degrees and its channel axes swapped (`rotate_kernel`).
+//! with the kernel rotated by 180 degrees and its channel axes swapped (`rotate_kernel`);
+//! `conv3x3_input_grad` computes it without storing that kernel.
+//!
+//! Buffers that a call needs (im2col blocks, Winograd transforms, the transformed kernel) come
+//! from a `ConvScratch` / `Scratch` the caller keeps, so repeated calls allocate nothing.
 //!
 //! `conv3x3` and `Conv3x3` (which keeps the transformed kernels between calls) dispatch between
 //! this im2col path (`conv3x3_im2col`, kept as the general fallback and the tests' oracle) and

@@ -30,7 +30,8 @@
 //! computed by the same instructions whatever the thread count (bitwise reproducible results).
 //!
 //! The input gradient (the same convolution with the kernel rotated by 180 degrees and its
-//! channel axes swapped) takes either its own kernel, transformed from the rotated weights, or,
+//! channel axes swapped) takes either its own kernel, transformed straight from the forward
+//! weights read in rotated order (`WinogradKernel::input_grad_in`, what the engine uses), or,
 //! for F(2x2, 3x3), `conv3x3_winograd_backward`, which reads the forward kernel in place.
 //!
 //! The transforms are separable passes over rows (`B^T` down the columns of a tile row's input
