@@ -18,17 +18,10 @@ size="${SIZE:-512}"
 out="${OUT:-target/compare}"
 picture="${PICTURE:-docs/comparison.jpg}"
 runs="${RUNS:-defaults seed jcjohnson}"
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/neural-style/pillow-venv"
 content=examples/astronaut.jpg
 style=examples/starry-night.jpg
 
-if ! "$venv/bin/python" -c 'import PIL' >/dev/null 2>&1; then
-    echo "compare-configs.sh: setting up $venv (pillow)" >&2
-    "${PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet pillow
-fi
-cargo build --release --quiet
-[ -f weights/vgg19.npz ] || bash scripts/fetch-weights.sh
+source scripts/picture-setup.sh
 mkdir -p "$out"
 
 # name|label|flags

@@ -13,14 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 size="${SIZE:-256}"
 out="${OUT:-target/weight-sweep}"
 picture="${PICTURE:-docs/weights-256.jpg}"
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/neural-style/pillow-venv"
 
-if ! "$venv/bin/python" -c 'import PIL' >/dev/null 2>&1; then
-    "${PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet pillow
-fi
-cargo build --release --quiet
-[ -f weights/vgg19.npz ] || bash scripts/fetch-weights.sh
+source scripts/picture-setup.sh
 mkdir -p "$out"
 
 # name|flags (the defaults otherwise)

@@ -299,7 +299,7 @@ const MIN_TASKS: usize = 16;
 
 /// Rows per task of a product of `m` rows already cut into `col_tasks` column tasks: enough row
 /// chunks to reach `MIN_TASKS` tasks in all, none under `min_rows` rows.
-pub fn row_chunk(m: usize, col_tasks: usize, min_rows: usize) -> usize {
+fn row_chunk(m: usize, col_tasks: usize, min_rows: usize) -> usize {
     let chunks = MIN_TASKS
         .div_ceil(col_tasks.max(1))
         .clamp(1, (m / min_rows.max(1)).max(1));

@@ -187,30 +187,22 @@ fn lbfgs_iterations(
     let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
     let timings = RefCell::new(timings);
     // The evaluated image and its evaluation, reused from one evaluation to the next.
-    let buffers: RefCell<Option<(Array3<f32>, Evaluation<f32>)>> = RefCell::new(None);
+    let buffers = RefCell::new((Array3::zeros((c, h, w)), Evaluation::zeros([c, h, w])));
     let f = |xs: &[f32]| -> Result<(f64, Vec<f32>)> {
         if !xs.iter().all(|v| v.is_finite()) {
             // A trial step overflowed f32: too far, the line search shortens it.
             terms.borrow_mut().push([f64::INFINITY; 4]);
             return Ok((f64::INFINITY, vec![0.0; xs.len()]));
         }
-        let (mut xa, mut eval) = buffers.borrow_mut().take().unwrap_or_else(|| {
-            (
-                Array3::zeros((c, h, w)),
-                Evaluation::zeros(objective.shape()),
-            )
-        });
+        let (xa, eval) = &mut *buffers.borrow_mut();
         xa.as_slice_mut()
             .expect("a fresh array is contiguous")
             .copy_from_slice(xs);
-        objective.evaluate_into(&xa, &mut eval, &mut timings.borrow_mut())?;
+        objective.evaluate_into(xa, eval, &mut timings.borrow_mut())?;
         terms
             .borrow_mut()
             .push([eval.content, eval.style, eval.tv, eval.total]);
-        let grad = eval.grad.iter().copied().collect();
-        let total = eval.total;
-        *buffers.borrow_mut() = Some((xa, eval));
-        Ok((total, grad))
+        Ok((eval.total, eval.grad.iter().copied().collect()))
     };
     let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
         let [content, style, tv, total] = terms.borrow()[it.evaluation - 1];
