@@ -28,8 +28,14 @@ fn image_err(path: &Path, detail: impl std::fmt::Display) -> Error {
 /// over white (transparent pixels often hold arbitrary colours).
 pub fn decode(path: impl AsRef<Path>) -> Result<Rgb32FImage> {
     let path = path.as_ref();
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(path, &bytes)
+}
+
+/// `decode` of a file's bytes already read (`path` names it in errors), so that what is
+/// hashed, e.g. for a cache key, is exactly what is decoded.
+pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Rgb32FImage> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
     let mut limits = Limits::default();
@@ -234,8 +240,24 @@ pub fn original_colors(painted: &Array3<f32>, content: &Array3<f32>) -> Result<A
     Ok(out)
 }
 
-/// Writes `bytes` to `path` through a temporary sibling and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Fails early (before minutes of work) if `output` cannot be written: an unsupported
+/// extension, a directory in its place, or a folder that is missing or refuses new files. The
+/// probe is a hidden file of our own, so no user file is touched.
+pub fn check_writable(output: &Path) -> Result<()> {
+    OutputFormat::from_path(output)?;
+    if output.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory");
+        return Err(Error::io(output, e));
+    }
+    let probe = temp_sibling(output, "probe")?;
+    std::fs::File::create(&probe).map_err(|e| Error::io(output, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A hidden name beside `path`, unique to this process and thread (several threads of a
+/// batch may write at once): `.NAME.PID-THREAD.SUFFIX`.
+fn temp_sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -243,11 +265,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| image_err(path, "output path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    Ok(dir.join(format!(
+        ".{}.{}-{thread}.{suffix}",
         name.to_string_lossy(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Writes `bytes` to `path` through a temporary sibling and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_sibling(path, "tmp")?;
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -25,23 +25,30 @@
 //! # }
 //! ```
 
+pub mod batch;
 pub mod error;
 pub mod gemm;
 pub mod image;
+pub mod job;
 pub mod loss;
 pub mod npz;
 pub mod ops;
 pub mod optim;
+pub mod paint;
 pub mod profile;
 pub mod progress;
+pub mod style_cache;
 pub mod transfer;
 pub mod vgg;
 
 pub use error::{Error, Result};
 pub use gemm::Real;
-pub use loss::{Evaluation, LossConfig, Objective};
+pub use job::{InitSpec, Job, Layers, Optimizer};
+pub use loss::{Evaluation, LossConfig, Objective, StyleGrams};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
+pub use paint::{Event, Painter, Painting};
+pub use style_cache::StyleCache;
 pub use vgg::{Vgg, Vgg19};
 
 /// The README's Rust example, compiled as a doctest so that it cannot go stale.

@@ -253,6 +253,29 @@ impl LossConfig {
             .collect()
     }
 
+    /// Checks layer names and every weight.
+    pub fn validate(&self) -> Result<()> {
+        self.depth()?;
+        for (name, v) in [
+            ("content weight", self.content_weight),
+            ("style weight", self.style_weight),
+            ("tv weight", self.tv_weight),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::Config(format!("{name} {v} must be finite and >= 0")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Indices of the style layers, in the configuration's order.
+    pub fn style_indices(&self) -> Result<Vec<usize>> {
+        Ok(Self::resolve(&self.style_layers, "style")?
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect())
+    }
+
     /// Number of layers the network must run for this objective.
     pub fn depth(&self) -> Result<usize> {
         let c = Self::resolve(&self.content_layers, "content")?;
@@ -321,6 +344,47 @@ fn check_finite<T: Real>(what: &str, a: &Array3<T>) -> Result<()> {
     }
 }
 
+/// The Gram matrices of one style image at the style layers of a configuration: what an
+/// objective needs of a style image, computed once and reused (or cached on disk) for every
+/// painting in that style at that size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StyleGrams<T = f32> {
+    /// (layer index, `c x c` Gram matrix), one per distinct style layer, in network order.
+    pub layers: Vec<(usize, Vec<T>)>,
+}
+
+impl<T: Real> StyleGrams<T> {
+    /// Runs `image` (CHW, net space) through `vgg` to the deepest of `layers` with `pool`.
+    pub fn compute(vgg: &Vgg<T>, image: &Array3<T>, layers: &[usize], pool: Pool) -> Result<Self> {
+        let mut layers = layers.to_vec();
+        layers.sort_unstable();
+        layers.dedup();
+        let Some(depth) = layers.last().map(|&i| i + 1) else {
+            return Ok(StyleGrams { layers: Vec::new() });
+        };
+        vgg.check_input(image.shape(), depth)?;
+        check_finite("style image", image)?;
+        let (h, w) = (image.shape()[1], image.shape()[2]);
+        let acts = vgg.forward(&contiguous(image), h, w, depth, pool);
+        let layers = layers
+            .into_iter()
+            .map(|i| {
+                let out = acts.layer(i);
+                (i, gram(out.data, out.c, out.h * out.w))
+            })
+            .collect();
+        Ok(StyleGrams { layers })
+    }
+
+    /// The Gram matrix at layer `i`, if computed.
+    pub fn layer(&self, i: usize) -> Option<&[T]> {
+        self.layers
+            .iter()
+            .find(|(l, _)| *l == i)
+            .map(|(_, g)| g.as_slice())
+    }
+}
+
 impl<'a, T: Real> Objective<'a, T> {
     /// Precomputes the content targets and the blended Gram targets. Arrays are CHW in net space;
     /// `styles` pairs each style image with its blend weight (normalised to sum to 1).
@@ -330,18 +394,39 @@ impl<'a, T: Real> Objective<'a, T> {
         styles: &[(Array3<T>, T)],
         config: &LossConfig,
     ) -> Result<Self> {
+        let style_idx = config.style_indices()?;
+        let grams = styles
+            .iter()
+            .enumerate()
+            .map(|(k, (img, _))| {
+                StyleGrams::compute(vgg, img, &style_idx, config.pool).map_err(|e| match e {
+                    Error::NonFinite(_) => {
+                        Error::NonFinite(format!("style image {} contains NaN or infinity", k + 1))
+                    }
+                    e => e,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let blended: Vec<(&StyleGrams<T>, T)> = grams
+            .iter()
+            .zip(styles)
+            .map(|(g, (_, b))| (g, *b))
+            .collect();
+        Self::with_style_grams(vgg, content, &blended, config)
+    }
+
+    /// `new` with the style images' Gram matrices already computed ([`StyleGrams::compute`]
+    /// with this configuration's style layers and pooling), each with its blend weight.
+    pub fn with_style_grams(
+        vgg: &'a Vgg<T>,
+        content: &Array3<T>,
+        styles: &[(&StyleGrams<T>, T)],
+        config: &LossConfig,
+    ) -> Result<Self> {
+        config.validate()?;
         let content_idx = LossConfig::resolve(&config.content_layers, "content")?;
         let style_idx = LossConfig::resolve(&config.style_layers, "style")?;
         let depth = config.depth()?;
-        for (name, v) in [
-            ("content weight", config.content_weight),
-            ("style weight", config.style_weight),
-            ("tv weight", config.tv_weight),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(Error::Config(format!("{name} {v} must be finite and >= 0")));
-            }
-        }
         let shape = content.shape();
         vgg.check_input(shape, depth)?;
         check_finite("content image", content)?;
@@ -369,21 +454,27 @@ impl<'a, T: Real> Objective<'a, T> {
         }
         let mut style_targets: Vec<(usize, f64, Vec<T>)> =
             style_idx.iter().map(|&(i, w)| (i, w, Vec::new())).collect();
-        if let Some(style_depth) = style_idx.iter().map(|&(i, _)| i + 1).max() {
-            for (k, (img, b)) in styles.iter().enumerate() {
-                vgg.check_input(img.shape(), style_depth)?;
-                check_finite(&format!("style image {}", k + 1), img)?;
-                let (h, w) = (img.shape()[1], img.shape()[2]);
-                let acts = vgg.forward(&contiguous(img), h, w, style_depth, config.pool);
-                let b = T::from_f64(b.as_f64() / blend_sum);
-                for (i, _, target) in style_targets.iter_mut() {
-                    let out = acts.layer(*i);
-                    let g = gram(out.data, out.c, out.h * out.w);
-                    if target.is_empty() {
-                        target.resize(g.len(), T::zero());
-                    }
-                    target.iter_mut().zip(&g).for_each(|(t, &g)| *t += b * g);
+        for (grams, b) in styles {
+            let b = T::from_f64(b.as_f64() / blend_sum);
+            for (i, _, target) in style_targets.iter_mut() {
+                let g = grams.layer(*i).ok_or_else(|| {
+                    Error::Config(format!(
+                        "style Gram matrices lack layer {}",
+                        crate::vgg::LAYER_NAMES[*i]
+                    ))
+                })?;
+                if target.is_empty() {
+                    target.resize(g.len(), T::zero());
                 }
+                if target.len() != g.len() {
+                    return Err(Error::Shape(format!(
+                        "style Gram matrix at {} has {} entries, expected {}",
+                        crate::vgg::LAYER_NAMES[*i],
+                        g.len(),
+                        target.len()
+                    )));
+                }
+                target.iter_mut().zip(g).for_each(|(t, &g)| *t += b * g);
             }
         }
         Ok(Objective {

@@ -1,5 +1,5 @@
 //! Progress records of a run, and their renderings: a one-line JSON object per step for batch
-//! jobs, CSV rows for the loss history, and a terminal progress bar with ETA.
+//! jobs and CSV rows for the loss history.
 
 use crate::transfer::Step;
 
@@ -79,26 +79,6 @@ impl Record {
             self.seconds
         )
     }
-
-    /// `[#####.....]  45/300  total 1.2e8  0.41 s/step  ETA 1m45s`, for a terminal line.
-    pub fn bar(&self) -> String {
-        const WIDTH: usize = 24;
-        let done = self.iteration * WIDTH / self.iterations.max(1);
-        let per_step = self.seconds / self.iteration.max(1) as f64;
-        let eta = (per_step * (self.iterations - self.iteration.min(self.iterations)) as f64)
-            .round() as u64;
-        format!(
-            "[{}{}] {:>5}/{}  total {:.3e}  {:.2} s/step  ETA {}m{:02}s",
-            "#".repeat(done),
-            ".".repeat(WIDTH - done),
-            self.iteration,
-            self.iterations,
-            self.total,
-            per_step,
-            eta / 60,
-            eta % 60
-        )
-    }
 }
 
 /// The loss history as CSV text, header included.
@@ -159,13 +139,5 @@ mod tests {
         assert_eq!(lines.len(), 3);
         let n = lines[0].split(',').count();
         assert!(lines[1..].iter().all(|l| l.split(',').count() == n));
-    }
-
-    #[test]
-    fn bar_shows_progress_and_eta() {
-        let b = record().bar();
-        assert!(b.starts_with("[######..................]"), "{b}");
-        // 0.5 s/step, 90 steps left: 45 s.
-        assert!(b.ends_with("ETA 0m45s"), "{b}");
     }
 }

@@ -39,6 +39,20 @@ pub fn min_side(layer: usize) -> usize {
     1 << block_of(layer)
 }
 
+/// Feeds `key` and `data` into `hasher`, in blocks (per-value updates would be slow).
+fn hash_values<T: Real>(hasher: &mut blake3::Hasher, key: &str, data: &[T]) {
+    hasher.update(key.as_bytes());
+    hasher.update(&(data.len() as u64).to_le_bytes());
+    let mut block = Vec::with_capacity(8 * 4096);
+    for chunk in data.chunks(4096) {
+        block.clear();
+        for v in chunk {
+            block.extend_from_slice(&v.as_f64().to_le_bytes());
+        }
+        hasher.update(&block);
+    }
+}
+
 struct ConvLayer<T> {
     cin: usize,
     cout: usize,
@@ -49,6 +63,7 @@ struct ConvLayer<T> {
 /// A VGG-19 convolution stack holding its first `depth()` layers.
 pub struct Vgg<T: Real = f32> {
     layers: Vec<ConvLayer<T>>,
+    fingerprint: [u8; 32],
 }
 
 /// The engine's network type: f32 weights.
@@ -116,6 +131,7 @@ impl<T: Real> Vgg<T> {
             }
         };
         let mut layers = Vec::with_capacity(depth);
+        let mut hasher = blake3::Hasher::new();
         let mut cin = 3;
         for (i, name) in LAYER_NAMES.iter().enumerate() {
             let cout = widths[block_of(i)];
@@ -139,6 +155,7 @@ impl<T: Real> Vgg<T> {
                 if let Some(v) = data.iter().find(|v| !v.is_finite()) {
                     return Err(bad(key, format!("non-finite value {v:?}")));
                 }
+                hash_values(&mut hasher, key, data);
             }
             if i < depth {
                 layers.push(ConvLayer {
@@ -150,7 +167,17 @@ impl<T: Real> Vgg<T> {
             }
             cin = cout;
         }
-        Ok(Vgg { layers })
+        Ok(Vgg {
+            layers,
+            fingerprint: *hasher.finalize().as_bytes(),
+        })
+    }
+
+    /// BLAKE3 of every layer's name, shape and values (as f64, so f32 and f64 loads of one
+    /// file agree), over all 16 layers whatever `depth()` kept: it names the network in cache
+    /// keys and checkpoints.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// Number of layers held (and the deepest that can be run).

@@ -5,7 +5,8 @@ use crate::gemm::Real;
 use rayon::prelude::*;
 
 /// Pooling kind between VGG blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pool {
     /// Average pooling: smoother gradients, what Gatys et al. recommend.
     #[default]

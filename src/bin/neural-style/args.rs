@@ -1,0 +1,290 @@
+//! The command line's flags, and how they become a [`Job`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use neural_style::{InitSpec, Job, Layers, Optimizer, Pool};
+use std::path::PathBuf;
+
+/// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub single: Single,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Paint many pictures: every pair of two folders, or the rows of a manifest.
+    Batch(Batch),
+}
+
+/// One painting.
+#[derive(Args, Debug)]
+pub struct Single {
+    /// Content photograph.
+    #[arg(long, required = true)]
+    pub content: Option<PathBuf>,
+    /// Style image; repeat for a blend of several.
+    #[arg(long = "style", required = true)]
+    pub styles: Vec<PathBuf>,
+    /// Output image (.png, .jpg or .jpeg), written atomically.
+    #[arg(long, required = true)]
+    pub output: Option<PathBuf>,
+    /// Write every step's losses to this CSV file at the end.
+    #[arg(long)]
+    pub loss_csv: Option<PathBuf>,
+    /// Print where the time of a step goes (per layer and direction) at the end.
+    #[arg(long)]
+    pub profile: bool,
+    #[command(flatten)]
+    pub paint: PaintOptions,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// Many paintings.
+#[derive(Args, Debug)]
+pub struct Batch {
+    /// Folder of content photographs (every image in it).
+    #[arg(long, requires = "styles_dir", conflicts_with = "manifest")]
+    pub contents: Option<PathBuf>,
+    /// Folder of style images: each content is painted in each style.
+    #[arg(long = "styles", requires = "contents")]
+    pub styles_dir: Option<PathBuf>,
+    /// CSV (header row) or JSON-lines manifest: one painting per row, columns `content`,
+    /// `style` (several separated by `;`), optional `output`, and any painting option (e.g.
+    /// `size`, `style_weight`) overriding the flags. Paths are relative to the manifest.
+    #[arg(long, required_unless_present = "contents")]
+    pub manifest: Option<PathBuf>,
+    /// Folder of the outputs (created if missing).
+    #[arg(long)]
+    pub output_dir: PathBuf,
+    /// Output name template: {content}, {style}, {size}; the extension picks the format.
+    #[arg(long, default_value = neural_style::batch::plan::DEFAULT_NAME)]
+    pub name: String,
+    /// Repaint items whose output already exists (otherwise they are skipped).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Append one JSON object per item (status, error, seconds, losses) to this file.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Keep style targets in this folder between runs (keyed by the style file's hash and
+    /// the settings they depend on).
+    #[arg(long)]
+    pub style_cache: Option<PathBuf>,
+    /// Paint K items at once, the threads split between them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
+    /// Take shard I of N (0-based): every N-th item of the sorted list, from I. Default: from
+    /// SLURM_ARRAY_TASK_ID/COUNT, or JOB_COMPLETION_INDEX with --shards.
+    #[arg(long, conflicts_with = "shards")]
+    pub shard: Option<String>,
+    /// Number of shards of a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shards: Option<u64>,
+    #[command(flatten)]
+    pub paint: PaintOptions,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// Settings of the process, not of a painting: they never change a result.
+#[derive(Args, Debug)]
+pub struct RunOptions {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object per reported step (batch: per item) on stdout, instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the losses every N steps (0: only at the end).
+    #[arg(long, default_value_t = 50)]
+    pub print_every: usize,
+    /// VGG-19 weights in the project's .npz format.
+    #[arg(long, default_value = "weights/vgg19.npz")]
+    pub weights: PathBuf,
+}
+
+/// Every setting of a painting; the defaults are `Job::default()`'s (a test checks).
+#[derive(Args, Debug)]
+pub struct PaintOptions {
+    /// Long side of the output in pixels (style images are resized to the same long side).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
+    pub size: u32,
+    /// Optimiser steps (per scale, in a multi-scale run). The seed ran 300 Adam steps.
+    #[arg(long, default_value_t = 100)]
+    pub iterations: usize,
+    /// Optimiser: lbfgs (best per step, as in jcjohnson/neural-style) or adam (the seed's).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    pub optimizer: OptimizerArg,
+    /// L-BFGS history size (pairs kept).
+    #[arg(long, default_value_t = 10)]
+    pub history: usize,
+    /// Coarser sizes to optimise first, comma-separated long sides (e.g. 256,384); each stage
+    /// starts from the previous result upsampled, and the last stage is --size.
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Vec<u32>,
+    /// Style images are resized to this fraction of the output's long side (bigger: larger
+    /// brush strokes).
+    #[arg(long, default_value_t = 1.0)]
+    pub style_scale: f64,
+    /// Keep the content's colours: transfer only the luminance of the painting.
+    #[arg(long)]
+    pub original_colors: bool,
+    /// Bits per channel of the output: 8, or 16 (PNG only) for print work.
+    #[arg(long, default_value_t = 8, value_parser = parse_depth)]
+    pub output_depth: u8,
+    /// alpha: weight of the content loss.
+    #[arg(long, default_value_t = 10.0)]
+    pub content_weight: f64,
+    /// beta: weight of the style loss.
+    #[arg(long, default_value_t = 40.0)]
+    pub style_weight: f64,
+    /// gamma: weight of the total-variation loss (smoothness).
+    #[arg(long, default_value_t = 0.0)]
+    pub tv_weight: f64,
+    /// Adam learning rate, in net-space pixel units (0..255 scale).
+    #[arg(long, default_value_t = 2.0)]
+    pub learning_rate: f64,
+    /// Adam beta1.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    /// Adam beta2.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// Adam epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    pub epsilon: f64,
+    /// Start image: content, noise (the seed's blend of noise and content), random, or an
+    /// image file.
+    #[arg(long, default_value = "content")]
+    pub init: String,
+    /// Share of noise in the `noise` start image.
+    #[arg(long, default_value_t = 0.6)]
+    pub init_ratio: f32,
+    /// Pooling between VGG blocks.
+    #[arg(long, value_enum, default_value_t = PoolArg::Avg)]
+    pub pool: PoolArg,
+    /// Content layers as NAME[:WEIGHT],... (weight 1 when omitted).
+    #[arg(long, default_value = "conv4_2")]
+    pub content_layers: Layers,
+    /// Style layers as NAME[:WEIGHT],... (equal weights summing to 1 when omitted).
+    #[arg(long, default_value = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1")]
+    pub style_layers: Layers,
+    /// Blend weights of the style images, comma-separated (normalised to sum to 1).
+    #[arg(long, value_delimiter = ',')]
+    pub style_blend: Option<Vec<f32>>,
+    /// Seed of the noise in the start image.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the image every N steps, as OUTPUT_STEM-<step>.EXT (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum OptimizerArg {
+    Adam,
+    Lbfgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PoolArg {
+    Avg,
+    Max,
+}
+
+fn parse_depth(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err("must be 8 or 16".into()),
+    }
+}
+
+impl PaintOptions {
+    /// The job these settings describe, for `content`, `styles` and `output`.
+    pub fn job(&self, content: PathBuf, styles: Vec<PathBuf>, output: PathBuf) -> Job {
+        Job {
+            content,
+            styles,
+            style_blend: self.style_blend.clone(),
+            output,
+            output_depth: self.output_depth,
+            size: self.size,
+            scales: self.scales.clone(),
+            style_scale: self.style_scale,
+            iterations: self.iterations,
+            optimizer: match self.optimizer {
+                OptimizerArg::Adam => Optimizer::Adam,
+                OptimizerArg::Lbfgs => Optimizer::Lbfgs,
+            },
+            history: self.history,
+            learning_rate: self.learning_rate,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            epsilon: self.epsilon,
+            content_weight: self.content_weight,
+            style_weight: self.style_weight,
+            tv_weight: self.tv_weight,
+            content_layers: self.content_layers.clone(),
+            style_layers: self.style_layers.clone(),
+            pool: match self.pool {
+                PoolArg::Avg => Pool::Avg,
+                PoolArg::Max => Pool::Max,
+            },
+            init: InitSpec::from(self.init.clone()),
+            init_ratio: self.init_ratio,
+            original_colors: self.original_colors,
+            seed: self.seed,
+            save_every: self.save_every,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_job_defaults() {
+        let cli = Cli::try_parse_from([
+            "neural-style",
+            "--content",
+            "c",
+            "--style",
+            "s",
+            "--output",
+            "o.png",
+        ])
+        .unwrap();
+        let job = cli
+            .single
+            .paint
+            .job("c".into(), vec!["s".into()], "o.png".into());
+        assert_eq!(job, Job::new("c", ["s"], "o.png"));
+        let cli = Cli::try_parse_from([
+            "neural-style",
+            "batch",
+            "--manifest",
+            "m.csv",
+            "--output-dir",
+            "o",
+        ])
+        .unwrap();
+        let Some(Command::Batch(b)) = cli.command else {
+            panic!("batch")
+        };
+        assert_eq!(
+            b.paint.job("c".into(), vec!["s".into()], "o.png".into()),
+            job
+        );
+    }
+}
