@@ -2,6 +2,8 @@
 //! `scripts/golden.py`.
 #![allow(dead_code)]
 
+pub mod images;
+
 use ndarray::Array3;
 use neural_style::npz::Npz;
 use neural_style::{LossConfig, Pool, Real};
