@@ -30,6 +30,21 @@ pub enum Error {
     /// The optimisation produced a non-finite value.
     #[error("numerical failure: {0}")]
     NonFinite(String),
+    /// A checkpoint cannot be read, or does not belong to this painting.
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint { path: PathBuf, detail: String },
+    /// The run was stopped through its cancellation handle (or a signal) after a whole step;
+    /// the current image was written, and the checkpoint when one was configured.
+    #[error("interrupted at stage {stage}, step {step}")]
+    Cancelled {
+        stage: usize,
+        step: usize,
+        /// The checkpoint written, if any.
+        checkpoint: Option<PathBuf>,
+    },
+    /// The run would need more memory than the machine allows.
+    #[error("{0}")]
+    Memory(String),
 }
 
 /// Shorthand used throughout the crate.

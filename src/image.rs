@@ -3,10 +3,14 @@
 
 use crate::error::{Error, Result};
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageBuffer, ImageReader, Limits, Rgb, Rgb32FImage, RgbImage};
+use image::{
+    DynamicImage, ImageBuffer, ImageFormat, ImageReader, Limits, Rgb, Rgb32FImage, RgbImage,
+};
 use ndarray::Array3;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+mod strict;
 
 /// Per-channel mean (R, G, B) subtracted from 0..255 pixels to reach net space.
 pub const MEAN: [f32; 3] = [123.68, 116.779, 103.939];
@@ -26,6 +30,14 @@ fn image_err(path: &Path, detail: impl std::fmt::Display) -> Error {
 /// Decodes any format the `image` crate knows into linear-in-file-values RGB in 0..1. Grayscale
 /// is replicated to three channels, 16-bit precision is kept, and transparency is composited
 /// over white (transparent pixels often hold arbitrary colours).
+///
+/// Decoding is strict: a file that ends before its format's end (a truncated download or copy),
+/// or in which the decoder finds an error, is `Error::Image` naming the file, never a picture
+/// with a grey or black band (see `strict` for how each format is checked). Bytes after the
+/// format's end are allowed. Sizes over `MAX_INPUT_SIDE`, or needing more than
+/// `MAX_DECODE_BYTES` to decode, are errors before any pixel buffer is allocated. The result
+/// has at least one pixel and only finite values: floating-point files (TIFF) with NaN or an
+/// infinity are an error, and their finite samples are clamped to 0..1 like integer ones.
 pub fn decode(path: impl AsRef<Path>) -> Result<Rgb32FImage> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -35,16 +47,61 @@ pub fn decode(path: impl AsRef<Path>) -> Result<Rgb32FImage> {
 /// `decode` of a file's bytes already read (`path` names it in errors), so that what is
 /// hashed, e.g. for a cache key, is exactly what is decoded.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Rgb32FImage> {
+    let err = |detail: String| image_err(path, detail);
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_INPUT_SIDE);
-    limits.max_image_height = Some(MAX_INPUT_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| image_err(path, e))?;
-    Ok(flatten_alpha(img))
+    let img = match reader.format() {
+        Some(ImageFormat::Jpeg) => strict::decode_jpeg(bytes).map_err(err)?,
+        format => {
+            match format {
+                Some(ImageFormat::Png) => strict::check_png(bytes).map_err(err)?,
+                Some(ImageFormat::Gif) => strict::check_gif(bytes).map_err(err)?,
+                _ => {}
+            }
+            let mut limits = Limits::default();
+            limits.max_image_width = Some(MAX_INPUT_SIDE);
+            limits.max_image_height = Some(MAX_INPUT_SIDE);
+            limits.max_alloc = Some(MAX_DECODE_BYTES);
+            reader.limits(limits);
+            reader.decode().map_err(|e| err(strict::one_line(e)))?
+        }
+    };
+    let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 {
+        return Err(err(format!("image has no pixels ({w}x{h})")));
+    }
+    let img = clamp_float_samples(img).map_err(err)?;
+    let rgb = flatten_alpha(img);
+    if rgb.iter().any(|v| !v.is_finite()) {
+        return Err(err("decoded to non-finite values".into()));
+    }
+    Ok(rgb)
+}
+
+/// Floating-point images (the crate's TIFF decoder gives them) may hold anything: NaN or an
+/// infinity is an error, finite values are clamped to 0..1, the range of integer formats.
+/// Integer images are returned unchanged.
+fn clamp_float_samples(mut img: DynamicImage) -> std::result::Result<DynamicImage, String> {
+    let samples: &mut [f32] = match &mut img {
+        DynamicImage::ImageRgb32F(b) => b,
+        DynamicImage::ImageRgba32F(b) => b,
+        _ => return Ok(img),
+    };
+    if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
+        let channels = img.color().channel_count() as usize;
+        let (x, y) = (
+            (i / channels) as u32 % img.width(),
+            (i / channels) as u32 / img.width(),
+        );
+        return Err(format!(
+            "non-finite sample (NaN or infinity) at pixel ({x}, {y}) of a floating-point image"
+        ));
+    }
+    for v in samples.iter_mut() {
+        *v = v.clamp(0.0, 1.0);
+    }
+    Ok(img)
 }
 
 fn flatten_alpha(img: DynamicImage) -> Rgb32FImage {
@@ -107,13 +164,17 @@ pub fn load_net(path: impl AsRef<Path>, long_side: u32) -> Result<Array3<f32>> {
 
 /// Decodes `path` and resizes it to exactly `width x height`, in net space.
 pub fn load_net_exact(path: impl AsRef<Path>, width: u32, height: u32) -> Result<Array3<f32>> {
-    let img = decode(path)?;
+    Ok(resize_exact_to_net(decode(path)?, width, height))
+}
+
+/// A decoded image resized to exactly `width x height` (Lanczos3), in net space.
+pub fn resize_exact_to_net(img: Rgb32FImage, width: u32, height: u32) -> Array3<f32> {
     let img = if img.dimensions() == (width, height) {
         img
     } else {
         image::imageops::resize(&img, width, height, FilterType::Lanczos3)
     };
-    Ok(rgb32f_to_net(&img))
+    rgb32f_to_net(&img)
 }
 
 /// Resamples a net-space array to `width x height` (Lanczos3), e.g. to carry a coarse result
@@ -276,12 +337,33 @@ fn temp_sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Writes what `fill` writes to `path` atomically: into a temporary sibling, synced, renamed
+/// over `path`, and the folder synced, so that `path` is at any moment (a power cut included)
+/// either its previous complete version or the new one. On failure the temporary file is
+/// removed and `path` is untouched.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let tmp = temp_sibling(path, "tmp")?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself must survive a power cut: sync the folder's entry too (best
+        // effort: some filesystems refuse to sync a directory).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -374,6 +374,23 @@ impl Job {
         Ok(())
     }
 
+    /// The names of the settings in which `other` differs from this job, leaving out those
+    /// that cannot change the painted pixels (`output`, `output_depth`, `save_every`).
+    pub fn differences(&self, other: &Job) -> Vec<String> {
+        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+            (serde_json::to_value(self), serde_json::to_value(other))
+        else {
+            unreachable!("a job serialises to an object")
+        };
+        a.iter()
+            .filter(|(k, v)| {
+                !matches!(k.as_str(), "output" | "output_depth" | "save_every")
+                    && b.get(k.as_str()) != Some(v)
+            })
+            .map(|(k, _)| k.replace('_', "-"))
+            .collect()
+    }
+
     /// Parses a JSON object into a job (unknown keys are errors) and validates it.
     pub fn from_json(text: &str) -> Result<Self> {
         let job: Job = serde_json::from_str(text).map_err(|e| config_err(format!("job: {e}")))?;

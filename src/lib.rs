@@ -26,6 +26,7 @@
 //! ```
 
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
 pub mod gemm;
 pub mod image;
@@ -41,13 +42,14 @@ pub mod style_cache;
 pub mod transfer;
 pub mod vgg;
 
+pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use gemm::Real;
 pub use job::{InitSpec, Job, Layers, Optimizer};
 pub use loss::{Evaluation, LossConfig, Objective, StyleGrams};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
-pub use paint::{Event, Painter, Painting};
+pub use paint::{Cancel, CheckpointPolicy, Control, Event, Painter, Painting};
 pub use style_cache::StyleCache;
 pub use vgg::{Vgg, Vgg19};
 

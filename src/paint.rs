@@ -3,6 +3,7 @@
 //! original colours and bit depth) in one call, so that the CLI, a batch and an embedding
 //! program all paint the same way.
 
+use crate::checkpoint::{Checkpoint, CheckpointView, InputHash, OptimizerSnapshot, OptimizerView};
 use crate::error::{Error, Result};
 use crate::image as img;
 use crate::job::{InitSpec, Job, Optimizer};
@@ -11,10 +12,12 @@ use crate::optim::{Adam, Lbfgs, Stop};
 use crate::profile::Timings;
 use crate::progress::Record;
 use crate::style_cache::{Origin, StyleCache, StyleKey};
-use crate::transfer::{initial_image, run_adam, run_lbfgs, Init, Step};
+use crate::transfer::{initial_image, run_adam, run_lbfgs_from, Init, OptimizerState, Step};
 use crate::vgg::Vgg19;
 use ndarray::Array3;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a painting reports while it runs.
@@ -56,6 +59,88 @@ impl Painting {
     /// The last step's figures.
     pub fn last(&self) -> Option<&Record> {
         self.records.last()
+    }
+}
+
+/// When a running painting saves its state.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// The checkpoint file (rewritten atomically each time).
+    pub path: PathBuf,
+    /// Every this many steps...
+    pub every_steps: usize,
+    /// ...or this many seconds, whichever comes first (so a slow, huge image still saves
+    /// often). A checkpoint is also written at the end and when the run is cancelled.
+    pub every_seconds: f64,
+}
+
+impl CheckpointPolicy {
+    /// `path` with the defaults: every 25 steps or 5 minutes.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CheckpointPolicy {
+            path: path.into(),
+            every_steps: 25,
+            every_seconds: 300.0,
+        }
+    }
+}
+
+/// Tracks when the next checkpoint is due.
+struct Saver<'p> {
+    policy: &'p CheckpointPolicy,
+    last_step: usize,
+    last_time: Instant,
+}
+
+impl Saver<'_> {
+    fn due(&self, step: usize) -> bool {
+        (self.policy.every_steps > 0 && step >= self.last_step + self.policy.every_steps)
+            || self.last_time.elapsed().as_secs_f64() >= self.policy.every_seconds
+    }
+
+    fn restart(&mut self, step: usize) {
+        self.last_step = step;
+        self.last_time = Instant::now();
+    }
+}
+
+/// Stops a painting after its current step: from another thread, or from a signal handler
+/// through [`Cancel::from_flag`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// A handle on a flag someone else sets (e.g. `signal_hook::flag::register`).
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
+        Cancel(flag)
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a painting may do besides painting: save checkpoints, stop when asked, resume.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pub checkpoint: Option<CheckpointPolicy>,
+    pub cancel: Cancel,
+    /// A checkpoint of this very job to continue from ([`Checkpoint::load`]).
+    pub resume: Option<Checkpoint>,
+}
+
+fn mismatch(optimizer: &str) -> Error {
+    Error::Checkpoint {
+        path: PathBuf::new(),
+        detail: format!("it holds the state of another optimiser than {optimizer}"),
     }
 }
 
@@ -106,6 +191,20 @@ impl<'v> Painter<'v> {
         &self,
         job: &Job,
         timings: &mut Option<Timings>,
+        on_event: impl FnMut(&Event) -> Result<()> + Send,
+    ) -> Result<Painting> {
+        self.paint_with(job, &Control::default(), timings, on_event)
+    }
+
+    /// `paint` with checkpoints, a cancellation handle and a checkpoint to resume from
+    /// ([`Control`]). A cancelled painting writes its checkpoint (when configured) and its
+    /// current image to the output, then returns [`Error::Cancelled`]; resuming it paints
+    /// bitwise the picture the uninterrupted run paints.
+    pub fn paint_with(
+        &self,
+        job: &Job,
+        control: &Control,
+        timings: &mut Option<Timings>,
         mut on_event: impl FnMut(&Event) -> Result<()> + Send,
     ) -> Result<Painting> {
         job.validate()?;
@@ -120,29 +219,50 @@ impl<'v> Painter<'v> {
         }
         img::check_writable(&job.output)?;
         let t0 = Instant::now();
-        let content_image = img::decode(&job.content)?;
-        let mut styles = job
-            .styles
-            .iter()
-            .map(|p| {
-                Ok(StyleSource {
-                    path: p.clone(),
-                    bytes: std::fs::read(p).map_err(|e| Error::io(p, e))?,
-                    decoded: None,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+        let content_bytes = read(&job.content)?;
+        let mut inputs = vec![InputHash::of(&job.content, &content_bytes)];
+        let mut styles = Vec::new();
+        for p in &job.styles {
+            let bytes = read(p)?;
+            inputs.push(InputHash::of(p, &bytes));
+            styles.push(StyleSource {
+                path: p.clone(),
+                bytes,
+                decoded: None,
+            });
+        }
+        let init_bytes = match &job.init {
+            InitSpec::File(p) => {
+                let bytes = read(p)?;
+                inputs.push(InputHash::of(p, &bytes));
+                Some(bytes)
+            }
+            _ => None,
+        };
+        if let Some(ck) = &control.resume {
+            self.check_resume(ck, job, &inputs)?;
+        }
+        let content_image = img::decode_bytes(&job.content, &content_bytes)?;
         let style_layers = config.style_indices()?;
         let blend = job.blend();
         let sizes = job.stage_sizes();
-        let mut records = Vec::new();
-        let mut evaluations = 0;
+        let (first_stage, mut records, mut evaluations, seconds_before) = match &control.resume {
+            Some(ck) => (ck.stage, ck.records.clone(), ck.evaluations, ck.seconds),
+            None => (0, Vec::new(), 0, 0.0),
+        };
         let mut style_seconds = 0.0;
         let mut early_stop = None;
         let mut x: Option<Array3<f32>> = None;
         let mut content = Array3::zeros((3, 1, 1));
+        let mut saver = control.checkpoint.as_ref().map(|p| Saver {
+            policy: p,
+            last_step: control.resume.as_ref().map_or(0, |ck| ck.step),
+            last_time: Instant::now(),
+        });
+        let fingerprint = self.vgg.fingerprint();
 
-        for (stage, &size) in sizes.iter().enumerate() {
+        for (stage, &size) in sizes.iter().enumerate().skip(first_stage) {
             content = img::rgb32f_to_net(&img::resize_long_side(&content_image, size));
             let (h, w) = (content.dim().1, content.dim().2);
             let side = job.style_side(size)?;
@@ -158,9 +278,28 @@ impl<'v> Painter<'v> {
                 .zip(blend.iter().copied())
                 .collect();
             let objective = Objective::with_style_grams(self.vgg, &content, &blended, &config)?;
-            let start = match x.take() {
-                Some(prev) => img::resize_net(&prev, w as u32, h as u32),
-                None => initial_image(&self.init(job, w, h)?, &content, job.seed)?,
+            let resumed = control.resume.as_ref().filter(|ck| ck.stage == stage);
+            let (start, snapshot) = match (resumed, x.take()) {
+                (Some(ck), _) => {
+                    if ck.shape != [3, h, w] {
+                        return Err(Error::Checkpoint {
+                            path: PathBuf::new(),
+                            detail: format!(
+                                "image shape {:?}, the stage has {:?}",
+                                ck.shape,
+                                [3, h, w]
+                            ),
+                        });
+                    }
+                    let image = Array3::from_shape_vec((3, h, w), ck.image.clone())
+                        .map_err(|e| Error::Shape(e.to_string()))?;
+                    (image, Some(ck.optimizer.clone()))
+                }
+                (None, Some(prev)) => (img::resize_net(&prev, w as u32, h as u32), None),
+                (None, None) => {
+                    let init = self.init(job, init_bytes.as_deref(), w, h)?;
+                    (initial_image(&init, &content, job.seed)?, None)
+                }
             };
             on_event(&Event::Stage {
                 stage: stage + 1,
@@ -170,11 +309,13 @@ impl<'v> Painter<'v> {
                 iterations: job.iterations,
             })?;
             let last_stage = stage + 1 == sizes.len();
-            let stage_records = &mut records;
+            let all_records = &mut records;
             let content_ref = &content;
+            let inputs_ref = &inputs;
+            let saver_ref = &mut saver;
             let on_step = |s: &Step| -> Result<()> {
                 let record = Record::new(stage + 1, size, s);
-                stage_records.push(record);
+                all_records.push(record);
                 on_event(&Event::Step { record, step: s })?;
                 if last_stage
                     && job.save_every > 0
@@ -188,11 +329,65 @@ impl<'v> Painter<'v> {
                         )))?;
                     }
                 }
+                let cancelled = control.cancel.is_cancelled();
+                let mut written = None;
+                if let Some(saver) = saver_ref.as_mut() {
+                    let stopped =
+                        matches!(s.optimizer, OptimizerState::Lbfgs(st) if st.stop.is_some());
+                    let finished = last_stage && (s.iteration == s.iterations || stopped);
+                    if cancelled || finished || saver.due(s.iteration) {
+                        let view = CheckpointView {
+                            job,
+                            weights: fingerprint,
+                            inputs: inputs_ref,
+                            stage,
+                            step: s.iteration,
+                            evaluations,
+                            seconds: seconds_before + t0.elapsed().as_secs_f64(),
+                            records: all_records,
+                            shape: [3, h, w],
+                            image: s.image.as_slice().expect("the run's image is contiguous"),
+                            optimizer: match s.optimizer {
+                                OptimizerState::Adam(adam) => {
+                                    let (m, v) = adam.moments();
+                                    OptimizerView::Adam {
+                                        steps: adam.steps(),
+                                        m,
+                                        v,
+                                    }
+                                }
+                                OptimizerState::Lbfgs(st) => OptimizerView::Lbfgs(st),
+                            },
+                        };
+                        saver.restart(s.iteration);
+                        match view.save(&saver.policy.path) {
+                            Ok(()) => written = Some(saver.policy.path.clone()),
+                            Err(e) => on_event(&Event::Warning(format!(
+                                "checkpoint not written (the run goes on): {e}"
+                            )))?,
+                        }
+                    }
+                }
+                if cancelled {
+                    save(job, s.image, content_ref, &job.output)?;
+                    return Err(Error::Cancelled {
+                        stage: stage + 1,
+                        step: s.iteration,
+                        checkpoint: written,
+                    });
+                }
                 Ok(())
             };
-            let (image, stage_evaluations) = match job.optimizer {
-                Optimizer::Adam => {
+            let (image, stage_evaluations) = match (job.optimizer, snapshot) {
+                (Optimizer::Adam, snapshot) => {
                     let mut adam = Adam::new(job.learning_rate, job.beta1, job.beta2, job.epsilon)?;
+                    match snapshot {
+                        Some(OptimizerSnapshot::Adam { steps, m, v }) => {
+                            adam.restore(steps, m, v)?
+                        }
+                        Some(_) => return Err(mismatch("Adam")),
+                        None => {}
+                    }
                     let x = run_adam(
                         &objective,
                         start,
@@ -203,18 +398,33 @@ impl<'v> Painter<'v> {
                     )?;
                     (x, job.iterations)
                 }
-                Optimizer::Lbfgs => {
+                (Optimizer::Lbfgs, snapshot) => {
                     let lbfgs = Lbfgs {
                         history: job.history,
                         ..Lbfgs::default()
                     };
-                    let (x, report) =
-                        run_lbfgs(&objective, start, &lbfgs, job.iterations, timings, on_step)?;
+                    let state = match snapshot {
+                        Some(OptimizerSnapshot::Lbfgs(st)) => Some(st),
+                        Some(_) => return Err(mismatch("L-BFGS")),
+                        None => None,
+                    };
+                    let (x, report) = run_lbfgs_from(
+                        &objective,
+                        start,
+                        state,
+                        &lbfgs,
+                        job.iterations,
+                        timings,
+                        on_step,
+                    )?;
                     early_stop = (report.stop != Stop::MaxIterations).then_some(report.stop);
                     (x, report.evaluations)
                 }
             };
             evaluations += stage_evaluations;
+            if let Some(saver) = saver.as_mut() {
+                saver.last_step = 0;
+            }
             x = Some(image);
         }
         let image = x.ok_or_else(|| Error::Config("no stage ran".into()))?;
@@ -223,20 +433,62 @@ impl<'v> Painter<'v> {
             image,
             records,
             evaluations,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: seconds_before + t0.elapsed().as_secs_f64(),
             style_seconds,
             early_stop,
         })
     }
 
-    fn init(&self, job: &Job, w: usize, h: usize) -> Result<Init> {
-        Ok(match &job.init {
-            InitSpec::Noise => Init::Noise {
+    /// Refuses a checkpoint of another painting: other settings (but for where the output
+    /// goes), other inputs or another network. The message names what differs.
+    fn check_resume(&self, ck: &Checkpoint, job: &Job, inputs: &[InputHash]) -> Result<()> {
+        let differs = |detail: String| Error::Checkpoint {
+            path: PathBuf::new(),
+            detail,
+        };
+        let fields = job.differences(&ck.job);
+        if !fields.is_empty() {
+            return Err(differs(format!(
+                "it was made with other settings: {}",
+                fields.join(", ")
+            )));
+        }
+        if ck.weights != self.vgg.fingerprint() {
+            return Err(differs("it was made with other network weights".into()));
+        }
+        for (now, then) in inputs.iter().zip(&ck.inputs) {
+            if now.blake3 != then.blake3 {
+                return Err(differs(format!(
+                    "{} changed since the checkpoint was written",
+                    now.path.display()
+                )));
+            }
+        }
+        if inputs.len() != ck.inputs.len() {
+            return Err(differs("it was made with other input files".into()));
+        }
+        Ok(())
+    }
+
+    fn init(&self, job: &Job, file: Option<&[u8]>, w: usize, h: usize) -> Result<Init> {
+        Ok(match (&job.init, file) {
+            (InitSpec::Noise, _) => Init::Noise {
                 ratio: job.init_ratio,
             },
-            InitSpec::Content => Init::Content,
-            InitSpec::Random => Init::Random,
-            InitSpec::File(path) => Init::Image(img::load_net_exact(path, w as u32, h as u32)?),
+            (InitSpec::Content, _) => Init::Content,
+            (InitSpec::Random, _) => Init::Random,
+            (InitSpec::File(path), Some(bytes)) => {
+                let decoded = img::decode_bytes(path, bytes)?;
+                let net = img::resize_exact_to_net(decoded, w as u32, h as u32);
+                if !net.iter().all(|v| v.is_finite()) {
+                    return Err(Error::Image {
+                        path: path.clone(),
+                        detail: "holds NaN or infinity".into(),
+                    });
+                }
+                Init::Image(net)
+            }
+            (InitSpec::File(path), None) => unreachable!("init file {} read above", path.display()),
         })
     }
 

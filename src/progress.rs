@@ -4,7 +4,7 @@
 use crate::transfer::Step;
 
 /// One step's figures, detached from the image.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     /// 1-based stage of a multi-scale run.
     pub scale: usize,

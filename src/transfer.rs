@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::loss::{Evaluation, Objective};
-use crate::optim::{Adam, Iterate, Lbfgs, Report};
+use crate::optim::{Adam, Iterate, Lbfgs, LbfgsState, Report};
 use crate::profile::Timings;
 use ndarray::Array3;
 use std::cell::RefCell;
@@ -85,6 +85,15 @@ pub struct Step<'a> {
     pub evaluations: usize,
     /// Seconds since the run started.
     pub elapsed: f64,
+    /// The optimiser's state after this step (with `image`, what a checkpoint keeps).
+    pub optimizer: OptimizerState<'a>,
+}
+
+/// The optimiser's whole state between two steps.
+#[derive(Clone, Copy)]
+pub enum OptimizerState<'a> {
+    Adam(&'a Adam<f32>),
+    Lbfgs(&'a LbfgsState<f32>),
 }
 
 /// Runs `f` on a rayon worker. A run's parallel loops then start from inside the pool: called
@@ -98,10 +107,11 @@ fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
-/// Runs `iterations` Adam steps from `x`, calling `on_step` after each; returns the final image.
-/// A callback error stops the run and is returned. With `timings`, every phase is profiled.
-/// The run executes on a rayon worker thread (so does `on_step`); after the first step it
-/// allocates nothing.
+/// Runs Adam from `x` until `adam` has taken `iterations` steps (all of them for a fresh one;
+/// the rest for one put back with [`Adam::restore`]), calling `on_step` after each; returns the
+/// final image. A callback error stops the run and is returned. With `timings`, every phase is
+/// profiled. The run executes on a rayon worker thread (so does `on_step`); after the first
+/// step it allocates nothing.
 pub fn run_adam(
     objective: &Objective<f32>,
     x: Array3<f32>,
@@ -124,7 +134,7 @@ fn adam_steps(
     let start = Instant::now();
     // Reused by every step: after the first, a step allocates nothing.
     let mut eval = Evaluation::zeros(objective.shape());
-    for iteration in 1..=iterations {
+    for iteration in adam.steps() as usize + 1..=iterations {
         objective.evaluate_into(&x, &mut eval, timings)?;
         let xs = x
             .as_slice_mut()
@@ -141,6 +151,7 @@ fn adam_steps(
             image: &x,
             evaluations: iteration,
             elapsed: start.elapsed().as_secs_f64(),
+            optimizer: OptimizerState::Adam(adam),
         })?;
     }
     Ok(x)
@@ -160,12 +171,27 @@ pub fn run_lbfgs(
     timings: &mut Option<Timings>,
     on_step: impl FnMut(&Step) -> Result<()> + Send,
 ) -> Result<(Array3<f32>, Report)> {
-    on_worker(|| lbfgs_iterations(objective, x, lbfgs, iterations, timings, on_step))
+    run_lbfgs_from(objective, x, None, lbfgs, iterations, timings, on_step)
+}
+
+/// `run_lbfgs`, continuing from `state` (a [`Step::optimizer`] of an earlier run at the image
+/// `x`) when given: the remaining iterations are bitwise those of the uninterrupted run.
+pub fn run_lbfgs_from(
+    objective: &Objective<f32>,
+    x: Array3<f32>,
+    state: Option<LbfgsState<f32>>,
+    lbfgs: &Lbfgs,
+    iterations: usize,
+    timings: &mut Option<Timings>,
+    on_step: impl FnMut(&Step) -> Result<()> + Send,
+) -> Result<(Array3<f32>, Report)> {
+    on_worker(|| lbfgs_iterations(objective, x, state, lbfgs, iterations, timings, on_step))
 }
 
 fn lbfgs_iterations(
     objective: &Objective<f32>,
     x: Array3<f32>,
+    state: Option<LbfgsState<f32>>,
     lbfgs: &Lbfgs,
     iterations: usize,
     timings: &mut Option<Timings>,
@@ -182,8 +208,10 @@ fn lbfgs_iterations(
     let start = Instant::now();
     let mut x = x.as_standard_layout().into_owned();
     let mut image = x.clone();
-    // (content, style, tv, total) of every evaluation, so the callback can report the terms at
-    // whichever trial point the line search accepted.
+    // (content, style, tv, total) of every evaluation of this call (those of a resumed run's
+    // earlier part are not here), so the callback can report the terms at whichever trial point
+    // the line search accepted.
+    let earlier = state.as_ref().map_or(0, |s| s.evaluations);
     let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
     let timings = RefCell::new(timings);
     // The evaluated image and its evaluation, reused from one evaluation to the next.
@@ -205,7 +233,7 @@ fn lbfgs_iterations(
         Ok((eval.total, eval.grad.iter().copied().collect()))
     };
     let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
-        let [content, style, tv, total] = terms.borrow()[it.evaluation - 1];
+        let [content, style, tv, total] = terms.borrow()[it.evaluation - 1 - earlier];
         image
             .as_slice_mut()
             .expect("a fresh array is contiguous")
@@ -225,12 +253,13 @@ fn lbfgs_iterations(
             image: &image,
             evaluations: it.evaluations,
             elapsed: start.elapsed().as_secs_f64(),
+            optimizer: OptimizerState::Lbfgs(it.state),
         })
     };
     let xs = x
         .as_slice_mut()
         .expect("a standard-layout array is contiguous");
-    let report = lbfgs.minimize(xs, f, iterations, on_iter)?;
+    let report = lbfgs.minimize_from(xs, state, f, iterations, on_iter)?;
     Ok((x, report))
 }
 

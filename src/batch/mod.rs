@@ -6,9 +6,10 @@
 pub mod plan;
 pub mod shard;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::paint::{Event, Painter};
+use crate::paint::{Cancel, CheckpointPolicy, Control, Event, Painter};
 use crate::progress::Record;
 use serde::Serialize;
 use std::io::Write;
@@ -24,6 +25,8 @@ pub enum Status {
     Ok,
     Skipped,
     Failed,
+    /// Stopped by a signal or the cancellation handle; resumes from its checkpoint next time.
+    Interrupted,
 }
 
 /// Final loss values of a painting.
@@ -80,6 +83,12 @@ pub struct Options {
     pub jobs: usize,
     /// Worker threads in all.
     pub threads: usize,
+    /// Checkpoint each item (beside its output, see [`checkpoint::beside`]) every so many
+    /// steps and seconds; an interrupted item resumes from it on the next run.
+    pub checkpoint: Option<(usize, f64)>,
+    /// Stops the batch: the current items stop after their step (and checkpoint), no new
+    /// item starts.
+    pub cancel: Cancel,
 }
 
 impl Default for Options {
@@ -88,6 +97,8 @@ impl Default for Options {
             overwrite: false,
             jobs: 1,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            checkpoint: None,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -124,6 +135,7 @@ pub struct Summary {
     pub painted: usize,
     pub skipped: usize,
     pub failed: usize,
+    pub interrupted: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -132,7 +144,11 @@ impl std::fmt::Display for Summary {
             f,
             "painted {}, skipped {}, failed {}",
             self.painted, self.skipped, self.failed
-        )
+        )?;
+        if self.interrupted > 0 {
+            write!(f, ", interrupted {}", self.interrupted)?;
+        }
+        Ok(())
     }
 }
 
@@ -169,12 +185,14 @@ impl ResultsFile {
     }
 }
 
-/// The items whose output does not exist yet (all of them with `overwrite`), and the skipped
-/// rest: decided before anything is loaded, so a re-run of a finished batch costs nothing.
+/// The items still to paint (all of them with `overwrite`): those without an output, and
+/// those with an unfinished checkpoint (an interrupted item leaves its current image as the
+/// output); and the skipped rest. Decided before anything is loaded, so a re-run of a finished
+/// batch costs nothing.
 pub fn pending(items: Vec<Job>, overwrite: bool) -> (Vec<Job>, Vec<Job>) {
-    items
-        .into_iter()
-        .partition(|job| overwrite || !job.output.exists())
+    items.into_iter().partition(|job| {
+        overwrite || !job.output.exists() || checkpoint::beside(&job.output).exists()
+    })
 }
 
 /// The worker threads of each of `jobs` concurrent items: `threads` split as evenly as
@@ -213,16 +231,20 @@ pub fn run(
         for (worker, pool) in pools.iter().enumerate() {
             let (next, summary, record_error) = (&next, &summary, &record_error);
             scope.spawn(move || loop {
+                if options.cancel.is_cancelled() {
+                    break;
+                }
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = items.get(index) else { break };
                 on_event(BatchEvent::Started { worker, index, job });
-                let result = pool.install(|| paint_one(painter, job, worker, on_event));
+                let result = pool.install(|| paint_one(painter, job, options, worker, on_event));
                 {
                     let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
                     match result.status {
                         Status::Ok => s.painted += 1,
                         Status::Skipped => s.skipped += 1,
                         Status::Failed => s.failed += 1,
+                        Status::Interrupted => s.interrupted += 1,
                     }
                 }
                 if let Some(file) = results {
@@ -246,47 +268,92 @@ pub fn run(
     Ok(summary.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Paints one item, turning any failure (a panic included: an engine bug must not take the
-/// rest of the batch down) into a failed result.
+/// Paints one item, resuming it from its checkpoint when an earlier run left one, and turning
+/// any failure (a panic included: an engine bug must not take the rest of the batch down) into
+/// a failed result.
 fn paint_one(
     painter: &Painter,
     job: &Job,
+    options: &Options,
     worker: usize,
     on_event: &(dyn Fn(BatchEvent) + Sync),
 ) -> ItemResult {
     let start = Instant::now();
     let mut result = ItemResult::new(job, Status::Ok);
+    let warn = |message: String| {
+        on_event(BatchEvent::Warning {
+            worker,
+            message: format!("{}: {message}", job.output.display()),
+        })
+    };
+    let ck_path = checkpoint::beside(&job.output);
+    let mut control = Control {
+        checkpoint: options
+            .checkpoint
+            .map(|(every_steps, every_seconds)| CheckpointPolicy {
+                path: ck_path.clone(),
+                every_steps,
+                every_seconds,
+            }),
+        cancel: options.cancel.clone(),
+        resume: None,
+    };
+    if ck_path.exists() && !options.overwrite {
+        match Checkpoint::load(&ck_path) {
+            Ok(ck) if ck.job.differences(job).is_empty() => control.resume = Some(ck),
+            Ok(ck) => warn(format!(
+                "its checkpoint was made with other settings ({}); starting over",
+                ck.job.differences(job).join(", ")
+            )),
+            Err(e) => warn(format!("{e}; starting over")),
+        }
+    }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if let Some(dir) = job.output.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        painter.paint(job, &mut None, |event| {
-            match event {
-                Event::Stage {
-                    stage,
-                    stages,
-                    iterations,
-                    ..
-                } => on_event(BatchEvent::Stage {
-                    worker,
-                    stage: *stage,
-                    stages: *stages,
-                    iterations: *iterations,
-                }),
-                Event::Step { record, .. } => on_event(BatchEvent::Step {
-                    worker,
-                    record: *record,
-                }),
-                Event::Warning(message) => on_event(BatchEvent::Warning {
-                    worker,
-                    message: format!("{}: {message}", job.output.display()),
-                }),
+        let attempt = |control: &Control| {
+            painter.paint_with(job, control, &mut None, |event| {
+                match event {
+                    Event::Stage {
+                        stage,
+                        stages,
+                        iterations,
+                        ..
+                    } => on_event(BatchEvent::Stage {
+                        worker,
+                        stage: *stage,
+                        stages: *stages,
+                        iterations: *iterations,
+                    }),
+                    Event::Step { record, .. } => on_event(BatchEvent::Step {
+                        worker,
+                        record: *record,
+                    }),
+                    Event::Warning(message) => warn(message.clone()),
+                }
+                Ok(())
+            })
+        };
+        match attempt(&control) {
+            // The inputs changed since the checkpoint: paint afresh.
+            Err(e @ Error::Checkpoint { .. }) if control.resume.is_some() => {
+                warn(format!("{e}; starting over"));
+                control.resume = None;
+                attempt(&control)
             }
-            Ok(())
-        })
+            outcome => outcome,
+        }
     }));
     match outcome {
         Ok(Ok(painting)) => {
+            if ck_path.exists() {
+                if let Err(e) = std::fs::remove_file(&ck_path) {
+                    warn(format!(
+                        "finished, but its checkpoint could not be removed: {e}"
+                    ));
+                }
+            }
             result.evaluations = painting.evaluations;
             result.style_seconds = painting.style_seconds;
             result.losses = painting.last().map(|r| Losses {
@@ -297,7 +364,10 @@ fn paint_one(
             });
         }
         Ok(Err(e)) => {
-            result.status = Status::Failed;
+            result.status = match e {
+                Error::Cancelled { .. } => Status::Interrupted,
+                _ => Status::Failed,
+            };
             result.error = Some(e.to_string());
         }
         Err(panic) => {

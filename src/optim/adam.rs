@@ -47,6 +47,26 @@ impl<T: Real> Adam<T> {
         self.step
     }
 
+    /// The moment estimates (first, second), empty before the first step.
+    pub fn moments(&self) -> (&[T], &[T]) {
+        (&self.m, &self.v)
+    }
+
+    /// Puts back the state of a run that took `steps` steps with moments `m` and `v` (from
+    /// [`Adam::steps`] and [`Adam::moments`]): the next step is bitwise the one that run would
+    /// have taken.
+    pub fn restore(&mut self, steps: u32, m: Vec<T>, v: Vec<T>) -> Result<()> {
+        if m.len() != v.len() || (steps > 0) == m.is_empty() {
+            return Err(Error::Shape(format!(
+                "Adam state: {steps} steps with moments of lengths {} and {}",
+                m.len(),
+                v.len()
+            )));
+        }
+        (self.step, self.m, self.v) = (steps, m, v);
+        Ok(())
+    }
+
     /// One update of `x` against `grad` (same length every call).
     pub fn step(&mut self, x: &mut [T], grad: &[T]) {
         assert_eq!(x.len(), grad.len());
@@ -101,6 +121,32 @@ mod tests {
             adam.step(&mut x, &g);
         }
         assert!(x.iter().all(|v| v.abs() < 1e-2), "{x:?}");
+    }
+
+    #[test]
+    fn a_restored_state_continues_bitwise() {
+        let grad = |x: &[f32]| -> Vec<f32> { x.iter().map(|v| 2.0 * v - 1.0).collect() };
+        let mut whole = Adam::<f32>::default();
+        let mut x = vec![5.0f32, -3.0, 0.25];
+        let mut saved = None;
+        for k in 0..20 {
+            if k == 7 {
+                let (m, v) = whole.moments();
+                saved = Some((whole.steps(), m.to_vec(), v.to_vec(), x.clone()));
+            }
+            let g = grad(&x);
+            whole.step(&mut x, &g);
+        }
+        let (steps, m, v, mut y) = saved.unwrap();
+        let mut resumed = Adam::<f32>::default();
+        resumed.restore(steps, m, v).unwrap();
+        for _ in 7..20 {
+            let g = grad(&y);
+            resumed.step(&mut y, &g);
+        }
+        assert!(x == y);
+        assert!(resumed.restore(3, vec![0.0; 2], vec![0.0; 3]).is_err());
+        assert!(resumed.restore(3, Vec::new(), Vec::new()).is_err());
     }
 
     #[test]

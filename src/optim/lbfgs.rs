@@ -52,11 +52,45 @@ pub struct Lbfgs {
 }
 
 /// One correction pair `s = x_{k+1} - x_k`, `y = g_{k+1} - g_k`, with `rho = 1 / s'y`.
-#[derive(Debug, Clone)]
-struct Pair<T> {
-    s: Vec<T>,
-    y: Vec<T>,
-    rho: f64,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair<T> {
+    pub s: Vec<T>,
+    pub y: Vec<T>,
+    pub rho: f64,
+}
+
+/// Everything an L-BFGS run carries from one iteration to the next, besides the iterate
+/// itself: a run continued from it with [`Lbfgs::minimize_from`] takes exactly the steps it
+/// would have taken had it not stopped (the basis of exact checkpoints).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbfgsState<T> {
+    /// Objective value and gradient at the iterate.
+    pub value: f64,
+    pub grad: Vec<T>,
+    /// The correction pairs, oldest first.
+    pub pairs: VecDeque<Pair<T>>,
+    /// Scale of the initial inverse Hessian, `s'y / y'y` of the newest accepted pair.
+    pub gamma: f64,
+    /// `|g_0|_inf`, the reference of the convergence test.
+    pub g0: f64,
+    /// Iterations and objective evaluations so far, history resets.
+    pub iterations: usize,
+    pub evaluations: usize,
+    pub resets: usize,
+    /// Set once the run has stopped early: continuing it does nothing.
+    pub stop: Option<Stop>,
+}
+
+impl<T> LbfgsState<T> {
+    fn report(&self, stop: Stop) -> Report {
+        Report {
+            iterations: self.iterations,
+            evaluations: self.evaluations,
+            value: self.value,
+            resets: self.resets,
+            stop,
+        }
+    }
 }
 
 /// Why [`Lbfgs::minimize`] stopped.
@@ -109,6 +143,8 @@ pub struct Iterate<'a, T> {
     pub grad: &'a [T],
     /// The accepted step length along the search direction.
     pub step: f64,
+    /// The run's whole state after this iteration (with `x`, what a checkpoint keeps).
+    pub state: &'a LbfgsState<T>,
 }
 
 impl Default for Lbfgs {
@@ -306,6 +342,25 @@ impl Lbfgs {
     pub fn minimize<T, F, C>(
         &self,
         x: &mut [T],
+        f: F,
+        max_iterations: usize,
+        on_iter: C,
+    ) -> Result<Report>
+    where
+        T: Real,
+        F: FnMut(&[T]) -> Result<(f64, Vec<T>)>,
+        C: FnMut(&Iterate<'_, T>) -> Result<()>,
+    {
+        self.minimize_from(x, None, f, max_iterations, on_iter)
+    }
+
+    /// `minimize`, continuing from `state` (taken from an [`Iterate`] at the point `x`) when
+    /// given: iterations are numbered on from `state.iterations`, up to `max_iterations` in all,
+    /// and the steps are bitwise those the uninterrupted run takes.
+    pub fn minimize_from<T, F, C>(
+        &self,
+        x: &mut [T],
+        state: Option<LbfgsState<T>>,
         mut f: F,
         max_iterations: usize,
         mut on_iter: C,
@@ -321,59 +376,69 @@ impl Lbfgs {
             f: &mut f,
             evaluations: 0,
         };
-        let (mut value, mut grad) = obj.eval(x)?;
-        if !value.is_finite() || !all_finite(&grad) {
-            return Err(Error::NonFinite(format!(
-                "objective at the starting point: value {value}, gradient {}",
-                if all_finite(&grad) {
-                    "finite"
-                } else {
-                    "not finite"
+        let mut st = match state {
+            Some(st) => {
+                self.check_state(&st, n)?;
+                st
+            }
+            None => {
+                let (value, grad) = obj.eval(x)?;
+                if !value.is_finite() || !all_finite(&grad) {
+                    return Err(Error::NonFinite(format!(
+                        "objective at the starting point: value {value}, gradient {}",
+                        if all_finite(&grad) {
+                            "finite"
+                        } else {
+                            "not finite"
+                        }
+                    )));
                 }
-            )));
-        }
-        // The correction pairs, oldest first, and retired ones whose memory is reused.
-        let mut pairs: VecDeque<Pair<T>> = VecDeque::with_capacity(self.history);
-        let mut spare: Vec<Pair<T>> = Vec::new();
-        let mut gamma = 1.0;
-        let mut report = Report {
-            iterations: 0,
-            evaluations: obj.evaluations,
-            value,
-            resets: 0,
-            stop: Stop::MaxIterations,
+                let g0 = norm_inf(&grad);
+                LbfgsState {
+                    value,
+                    grad,
+                    pairs: VecDeque::with_capacity(self.history),
+                    gamma: 1.0,
+                    g0,
+                    iterations: 0,
+                    evaluations: obj.evaluations,
+                    resets: 0,
+                    stop: (g0 == 0.0).then_some(Stop::Converged),
+                }
+            }
         };
-        let g0 = norm_inf(&grad);
-        if g0 == 0.0 {
-            report.stop = Stop::Converged;
-            return Ok(report);
+        obj.evaluations = st.evaluations;
+        if let Some(stop) = st.stop {
+            return Ok(st.report(stop));
         }
+        // Retired correction pairs whose memory is reused.
+        let mut spare: Vec<Pair<T>> = Vec::new();
         let mut d = vec![0.0f64; n];
         let mut alphas = vec![0.0f64; self.history];
         let mut buf = vec![T::zero(); n];
         let mut x_new = vec![T::zero(); n];
 
-        for iteration in 1..=max_iterations {
+        for iteration in st.iterations + 1..=max_iterations {
             if obj.evaluations >= self.max_evaluations {
-                report.stop = Stop::MaxEvaluations;
-                return Ok(report);
+                st.stop = Some(Stop::MaxEvaluations);
+                return Ok(st.report(Stop::MaxEvaluations));
             }
             let before = obj.evaluations;
-            let mut steepest = pairs.is_empty();
+            let mut steepest = st.pairs.is_empty();
             let trial = loop {
                 let dphi0 = if steepest {
-                    for (d, &g) in d.iter_mut().zip(&grad) {
+                    for (d, &g) in d.iter_mut().zip(&st.grad) {
                         *d = -g.as_f64();
                     }
-                    -dot(&grad, &grad)
+                    -dot(&st.grad, &st.grad)
                 } else {
-                    direction(&pairs, &grad, gamma, &mut d, &mut alphas);
-                    dot_f64(&grad, &d)
+                    direction(&st.pairs, &st.grad, st.gamma, &mut d, &mut alphas);
+                    dot_f64(&st.grad, &d)
                 };
                 if !steepest && (dphi0.is_nan() || dphi0 >= 0.0) {
                     // Rounding made H g useless: start over from steepest descent.
-                    spare.extend(pairs.drain(..));
-                    report.resets += 1;
+                    spare.extend(st.pairs.drain(..));
+                    st.resets += 1;
                     steepest = true;
                     continue;
                 }
@@ -385,26 +450,30 @@ impl Lbfgs {
                 let budget = self
                     .max_line_search
                     .min(self.max_evaluations - obj.evaluations);
-                match self.line_search(&mut obj, x, &d, value, dphi0, t0, budget, &mut buf)? {
+                let search =
+                    self.line_search(&mut obj, x, &d, st.value, dphi0, t0, budget, &mut buf)?;
+                match search {
                     Search::Accepted(trial) => break trial,
                     Search::Failed { nonfinite } => {
-                        if obj.evaluations >= self.max_evaluations {
-                            report.stop = Stop::MaxEvaluations;
+                        st.evaluations = obj.evaluations;
+                        let stop = if obj.evaluations >= self.max_evaluations {
+                            Stop::MaxEvaluations
                         } else if !steepest {
-                            spare.extend(pairs.drain(..));
-                            report.resets += 1;
+                            spare.extend(st.pairs.drain(..));
+                            st.resets += 1;
                             steepest = true;
                             continue;
                         } else if nonfinite {
                             return Err(Error::NonFinite(format!(
                                 "objective is NaN or infinite at every trial step of \
-                                 iteration {iteration} that lowered it (value {value:e})"
+                                 iteration {iteration} that lowered it (value {:e})",
+                                st.value
                             )));
                         } else {
-                            report.stop = Stop::LineSearchFailed;
-                        }
-                        report.evaluations = obj.evaluations;
-                        return Ok(report);
+                            Stop::LineSearchFailed
+                        };
+                        st.stop = Some(stop);
+                        return Ok(st.report(stop));
                     }
                 }
             };
@@ -421,48 +490,77 @@ impl Lbfgs {
                 .extend(x_new.iter().zip(x.iter()).map(|(&a, &b)| a - b));
             pair.y.clear();
             pair.y
-                .extend(trial.grad.iter().zip(&grad).map(|(&a, &b)| a - b));
+                .extend(trial.grad.iter().zip(&st.grad).map(|(&a, &b)| a - b));
             let sy = dot(&pair.s, &pair.y);
             let yy = dot(&pair.y, &pair.y);
             let ss = dot(&pair.s, &pair.s);
             if sy > self.curvature_tolerance * (ss * yy).sqrt() && sy.is_finite() && yy > 0.0 {
                 pair.rho = 1.0 / sy;
-                gamma = sy / yy;
-                if pairs.len() == self.history {
-                    spare.extend(pairs.pop_front());
+                st.gamma = sy / yy;
+                if st.pairs.len() == self.history {
+                    spare.extend(st.pairs.pop_front());
                 }
-                pairs.push_back(pair);
+                st.pairs.push_back(pair);
             } else {
                 spare.push(pair);
             }
             x.copy_from_slice(&x_new);
-            grad = trial.grad;
-            let decrease = value - trial.f;
-            let previous = value;
-            value = trial.f;
-            report.iterations = iteration;
-            report.evaluations = obj.evaluations;
-            report.value = value;
+            st.grad = trial.grad;
+            let decrease = st.value - trial.f;
+            let previous = st.value;
+            st.value = trial.f;
+            st.iterations = iteration;
+            st.evaluations = obj.evaluations;
+            // Decided before the callback sees the state, so a checkpoint taken there knows
+            // that the run ends here.
+            st.stop = if norm_inf(&st.grad) <= self.grad_tolerance * st.g0 {
+                Some(Stop::Converged)
+            } else if decrease <= self.value_tolerance * previous.abs() {
+                Some(Stop::Stalled)
+            } else {
+                None
+            };
             on_iter(&Iterate {
                 iteration,
                 evaluations: obj.evaluations,
                 line_search_evaluations: obj.evaluations - before,
                 evaluation: trial.evaluation,
-                value,
+                value: st.value,
                 x,
-                grad: &grad,
+                grad: &st.grad,
                 step: trial.t,
+                state: &st,
             })?;
-            if norm_inf(&grad) <= self.grad_tolerance * g0 {
-                report.stop = Stop::Converged;
-                return Ok(report);
-            }
-            if decrease <= self.value_tolerance * previous.abs() {
-                report.stop = Stop::Stalled;
-                return Ok(report);
+            if let Some(stop) = st.stop {
+                return Ok(st.report(stop));
             }
         }
-        Ok(report)
+        Ok(st.report(Stop::MaxIterations))
+    }
+
+    /// Rejects a state that cannot belong to a run of these settings on `n` unknowns.
+    fn check_state<T: Real>(&self, st: &LbfgsState<T>, n: usize) -> Result<()> {
+        let bad = |what: String| Err(Error::Shape(format!("L-BFGS state: {what}")));
+        if st.grad.len() != n {
+            return bad(format!(
+                "gradient of length {}, the point has {n}",
+                st.grad.len()
+            ));
+        }
+        if st.pairs.len() > self.history {
+            return bad(format!(
+                "{} correction pairs, the history holds {}",
+                st.pairs.len(),
+                self.history
+            ));
+        }
+        if st.pairs.iter().any(|p| p.s.len() != n || p.y.len() != n) {
+            return bad("a correction pair of the wrong length".into());
+        }
+        if !(st.value.is_finite() && all_finite(&st.grad) && st.gamma.is_finite()) {
+            return bad("non-finite values".into());
+        }
+        Ok(())
     }
 
     /// Evaluates the trial point `x0 + t d`.
@@ -703,6 +801,86 @@ mod tests {
             direction(&pairs, &g, gamma, &mut d, &mut alphas);
             assert!(dot_f64(&g, &d) < 0.0);
         }
+    }
+
+    #[test]
+    fn a_run_continued_from_any_iteration_takes_the_same_steps() {
+        // f32 on the ill-conditioned chain, with a small history so pairs are retired, and
+        // Rosenbrock in f64 to its convergence stop.
+        let lbfgs = Lbfgs::new(3).unwrap();
+        let mut whole = vec![0.0f32; 12];
+        let mut states = Vec::new();
+        let mut points = Vec::new();
+        let full = lbfgs
+            .minimize(&mut whole, chain_quadratic, 40, |it| {
+                states.push(it.state.clone());
+                points.push(it.x.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert!(full.iterations > 10, "{full:?}");
+        for (k, (state, point)) in states.into_iter().zip(points).enumerate() {
+            let mut x = point;
+            let r = lbfgs
+                .minimize_from(&mut x, Some(state), chain_quadratic, 40, |it| {
+                    assert!(it.iteration > k + 1);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(r, full, "continued after iteration {}", k + 1);
+            assert!(x == whole, "continued after iteration {}", k + 1);
+        }
+        let mut whole = vec![-1.2, 1.0];
+        let mut last = None;
+        let full = run(&Lbfgs::default(), &mut whole, rosenbrock, 200).unwrap();
+        let mut x = vec![-1.2, 1.0];
+        Lbfgs::default()
+            .minimize(&mut x, rosenbrock, 200, |it| {
+                last = Some((it.state.clone(), it.x.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        let (state, mut x) = last.unwrap();
+        // The last state knows the run converged: continuing evaluates nothing.
+        assert_eq!(state.stop, Some(Stop::Converged));
+        let r = Lbfgs::default()
+            .minimize_from(
+                &mut x,
+                Some(state),
+                |_: &[f64]| -> Result<(f64, Vec<f64>)> { panic!("no evaluation after the stop") },
+                200,
+                |_| Ok(()),
+            )
+            .unwrap();
+        assert_eq!((r, x), (full, whole));
+    }
+
+    #[test]
+    fn a_state_of_another_shape_is_refused() {
+        let mut states = Vec::new();
+        let mut x = vec![0.0f64; 6];
+        Lbfgs::new(4)
+            .unwrap()
+            .minimize(&mut x, chain_quadratic, 5, |it| {
+                states.push(it.state.clone());
+                Ok(())
+            })
+            .unwrap();
+        let state = states.pop().unwrap();
+        let mut short = vec![0.0f64; 5];
+        let e = Lbfgs::new(4).unwrap().minimize_from(
+            &mut short,
+            Some(state.clone()),
+            chain_quadratic,
+            9,
+            |_| Ok(()),
+        );
+        assert!(matches!(e, Err(Error::Shape(_))));
+        let e =
+            Lbfgs::new(2)
+                .unwrap()
+                .minimize_from(&mut x, Some(state), chain_quadratic, 9, |_| Ok(()));
+        assert!(matches!(e, Err(Error::Shape(m)) if m.contains("pairs")));
     }
 
     #[test]

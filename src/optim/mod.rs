@@ -6,4 +6,4 @@ mod adam;
 mod lbfgs;
 
 pub use adam::Adam;
-pub use lbfgs::{Iterate, Lbfgs, Report, Stop};
+pub use lbfgs::{Iterate, Lbfgs, LbfgsState, Pair, Report, Stop};

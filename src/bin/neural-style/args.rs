@@ -29,14 +29,23 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct Single {
     /// Content photograph.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "resume")]
     pub content: Option<PathBuf>,
     /// Style image; repeat for a blend of several.
-    #[arg(long = "style", required = true)]
+    #[arg(long = "style", required_unless_present = "resume")]
     pub styles: Vec<PathBuf>,
     /// Output image (.png, .jpg or .jpeg), written atomically.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "resume")]
     pub output: Option<PathBuf>,
+    /// Save the run's whole state to this file as it goes (atomically), so that an interrupted
+    /// run continues with --resume exactly where it stopped.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint (its settings; flags given must agree).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointOptions,
     /// Write every step's losses to this CSV file at the end.
     #[arg(long)]
     pub loss_csv: Option<PathBuf>,
@@ -89,10 +98,30 @@ pub struct Batch {
     /// Number of shards of a Kubernetes Indexed Job (the index is JOB_COMPLETION_INDEX).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub shards: Option<u64>,
+    /// Checkpoint every item (a hidden file beside its output, removed when it is done), so
+    /// that an interrupted item resumes on the next run of the batch.
+    #[arg(long)]
+    pub checkpoints: bool,
+    #[command(flatten)]
+    pub checkpoint_timing: CheckpointOptions,
     #[command(flatten)]
     pub paint: PaintOptions,
     #[command(flatten)]
     pub run: RunOptions,
+}
+
+/// Where the weights are by default (what `scripts/fetch-weights.sh` writes).
+pub const DEFAULT_WEIGHTS: &str = "weights/vgg19.npz";
+
+/// How often checkpoints are written.
+#[derive(Args, Debug)]
+pub struct CheckpointOptions {
+    /// Checkpoint every N steps...
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_every: u64,
+    /// ...or every S seconds, whichever comes first.
+    #[arg(long, default_value_t = 300.0)]
+    pub checkpoint_seconds: f64,
 }
 
 /// Settings of the process, not of a painting: they never change a result.
@@ -108,7 +137,7 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 50)]
     pub print_every: usize,
     /// VGG-19 weights in the project's .npz format.
-    #[arg(long, default_value = "weights/vgg19.npz")]
+    #[arg(long, default_value = DEFAULT_WEIGHTS)]
     pub weights: PathBuf,
 }
 

@@ -5,15 +5,21 @@ mod args;
 mod ui;
 
 use args::{Batch, Cli, Command, Single};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use indicatif::ProgressBar;
 use neural_style::batch::{self, plan, shard::Shard, BatchEvent, ResultsFile, Status};
 use neural_style::image as img;
 use neural_style::profile::Timings;
 use neural_style::progress;
-use neural_style::{Error, Event, Job, Optimizer, Painter, Result, StyleCache, Vgg19};
+use neural_style::{
+    Cancel, Checkpoint, CheckpointPolicy, Control, Error, Event, Job, Optimizer, Painter, Result,
+    StyleCache, Vgg19,
+};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 use ui::Mode;
@@ -31,14 +37,103 @@ fn set_global_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-fn single(s: Single) -> Result<ExitCode> {
-    let content = s.content.expect("clap requires --content");
-    let output = s.output.expect("clap requires --output");
-    let job = s.paint.job(content, s.styles, output);
+/// SIGINT and SIGTERM: the first asks the run to stop after its current step (the returned
+/// handle, and which signal it was); a second exits at once with 128 + its number, leaving
+/// every file as it was (all writes are atomic).
+fn install_signals() -> Result<(Cancel, Arc<AtomicUsize>)> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let which = Arc::new(AtomicUsize::new(0));
+    let failed = |e: std::io::Error| Error::Config(format!("signal handlers: {e}"));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, flag.clone())
+            .map_err(failed)?;
+        signal_hook::flag::register(sig, flag.clone()).map_err(failed)?;
+        signal_hook::flag::register_usize(sig, which.clone(), sig as usize).map_err(failed)?;
+    }
+    Ok((Cancel::from_flag(flag), which))
+}
+
+/// The exit code of a run stopped by signal `sig` (130 for SIGINT, 143 for SIGTERM).
+fn signal_exit(which: &AtomicUsize) -> ExitCode {
+    let sig = which.load(Ordering::SeqCst);
+    ExitCode::from(if sig == 0 { 1 } else { 128 + sig as u8 })
+}
+
+fn signal_name(which: &AtomicUsize) -> &'static str {
+    match which.load(Ordering::SeqCst) as i32 {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "a cancellation",
+    }
+}
+
+/// The job of `--resume`: the checkpoint's, where every painting flag given on the command
+/// line must agree with it (only `--output` may move the result elsewhere).
+fn resumed_job(ck: &Checkpoint, flags: &Job, given: impl Fn(&str) -> bool) -> Result<Job> {
+    let (serde_json::Value::Object(want), serde_json::Value::Object(have)) = (
+        serde_json::to_value(flags).expect("a job serialises"),
+        serde_json::to_value(&ck.job).expect("a job serialises"),
+    ) else {
+        unreachable!("a job serialises to an object")
+    };
+    let mut job = ck.job.clone();
+    for (key, value) in &want {
+        if !given(key) {
+            continue;
+        }
+        if key == "output" {
+            job.output = flags.output.clone();
+        } else if have.get(key) != Some(value) {
+            return Err(Error::Checkpoint {
+                path: PathBuf::new(),
+                detail: format!(
+                    "it was made with --{} {}, the command line says {}; resume with the same settings",
+                    key.replace('_', "-"),
+                    have.get(key).map_or("(none)".into(), |v| v.to_string()),
+                    value
+                ),
+            });
+        }
+    }
+    Ok(job)
+}
+
+fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let flags = s.paint.job(
+        s.content.clone().unwrap_or_default(),
+        s.styles.clone(),
+        s.output.clone().unwrap_or_default(),
+    );
+    let resume = match &s.resume {
+        Some(path) => {
+            let ck = Checkpoint::load(path)?;
+            Some(resumed_job(&ck, &flags, given).map_err(|e| with_path(e, path))?)
+                .map(|job| (job, ck, path.clone()))
+        }
+        None => None,
+    };
+    let job = resume.as_ref().map_or(flags, |(job, _, _)| job.clone());
     // Everything that can be checked is checked before the weights load.
     job.validate()?;
     img::check_writable(&job.output)?;
     set_global_threads(s.run.threads)?;
+    let (cancel, which) = install_signals()?;
+    // A resumed run goes on saving into its checkpoint unless told otherwise.
+    let checkpoint_path = s
+        .checkpoint
+        .clone()
+        .or_else(|| resume.as_ref().map(|(_, _, p)| p.clone()));
+    let control = Control {
+        checkpoint: checkpoint_path.map(|path| CheckpointPolicy {
+            path,
+            every_steps: s.checkpoints.checkpoint_every as usize,
+            every_seconds: s.checkpoints.checkpoint_seconds,
+        }),
+        cancel,
+        resume: resume.map(|(_, ck, _)| ck),
+    };
     let t0 = Instant::now();
     let vgg = Vgg19::load_for(&s.run.weights, &job.loss_config())?;
     let painter = Painter::new(&vgg);
@@ -46,7 +141,11 @@ fn single(s: Single) -> Result<ExitCode> {
     let print_every = s.run.print_every;
     let mut timings = s.profile.then(Timings::default);
     let mut bar: Option<ProgressBar> = None;
-    let painting = painter.paint(&job, &mut timings, |event| {
+    let resumed_at = control.resume.as_ref().map(|ck| (ck.stage + 1, ck.step));
+    if let (Some((stage, step)), true) = (resumed_at, mode != Mode::Json) {
+        say!("neural-style: resuming at stage {stage}, step {step}");
+    }
+    let outcome = painter.paint_with(&job, &control, &mut timings, |event| {
         match event {
             Event::Stage {
                 stage,
@@ -89,10 +188,40 @@ fn single(s: Single) -> Result<ExitCode> {
             Event::Warning(message) => say!("warning: {message}"),
         }
         Ok(())
-    })?;
-    if let Some(bar) = bar {
-        bar.finish();
+    });
+    if let Some(bar) = &bar {
+        bar.abandon();
     }
+    let painting = match outcome {
+        Err(Error::Cancelled {
+            stage,
+            step,
+            checkpoint,
+        }) => {
+            let weights = if s.run.weights == std::path::Path::new(args::DEFAULT_WEIGHTS) {
+                String::new()
+            } else {
+                format!(" --weights {}", s.run.weights.display())
+            };
+            let saved = match checkpoint {
+                Some(ck) => format!(
+                    "and checkpoint {}; resume with: neural-style --resume {}{weights}",
+                    ck.display(),
+                    ck.display()
+                ),
+                None => {
+                    "but no checkpoint (run with --checkpoint FILE to be able to resume)".into()
+                }
+            };
+            say!(
+                "neural-style: stopped by {} at stage {stage}, step {step}: wrote {} (unfinished) {saved}",
+                signal_name(&which),
+                job.output.display()
+            );
+            return Ok(signal_exit(&which));
+        }
+        outcome => outcome?,
+    };
     if let (Some(stop), true) = (painting.early_stop, mode != Mode::Json) {
         say!("L-BFGS stopped early: {stop:?}");
     }
@@ -146,6 +275,7 @@ fn batch_cmd(b: Batch) -> Result<ExitCode> {
         );
     }
     let mut summary = batch::Summary::default();
+    let (cancel, which) = install_signals()?;
     if !todo.is_empty() {
         let depth = todo
             .iter()
@@ -168,6 +298,11 @@ fn batch_cmd(b: Batch) -> Result<ExitCode> {
                 Some(n) => n,
                 None => batch::Options::default().threads,
             },
+            checkpoint: b.checkpoints.then_some((
+                b.checkpoint_timing.checkpoint_every as usize,
+                b.checkpoint_timing.checkpoint_seconds,
+            )),
+            cancel: cancel.clone(),
         };
         let reporter = Reporter::new(
             mode,
@@ -183,14 +318,29 @@ fn batch_cmd(b: Batch) -> Result<ExitCode> {
     summary.skipped += done.len();
     if mode == Mode::Json {
         ui::stdout_line(&format!(
-            "{{\"painted\":{},\"skipped\":{},\"failed\":{},\"seconds\":{:.3}}}",
+            "{{\"painted\":{},\"skipped\":{},\"failed\":{},\"interrupted\":{},\"seconds\":{:.3}}}",
             summary.painted,
             summary.skipped,
             summary.failed,
+            summary.interrupted,
             t0.elapsed().as_secs_f64()
         ));
     } else {
         say!("{summary} in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    if cancel.is_cancelled() {
+        if mode != Mode::Json {
+            say!(
+                "neural-style batch: stopped by {}; run the same command again to finish{}",
+                signal_name(&which),
+                if b.checkpoints {
+                    " (interrupted items resume from their checkpoints)"
+                } else {
+                    ""
+                }
+            );
+        }
+        return Ok(signal_exit(&which));
     }
     Ok(if summary.failed > 0 {
         ExitCode::FAILURE
@@ -295,6 +445,9 @@ impl Reporter {
                             current[worker],
                             result.error.as_deref().unwrap_or("")
                         )),
+                        Status::Interrupted => {
+                            self.line(format!("interrupted {}", current[worker]))
+                        }
                         _ if self.mode == Mode::Lines => self.line(format!(
                             "done {} in {:.1} s ({} evaluations)",
                             current[worker], result.seconds, result.evaluations
@@ -317,6 +470,17 @@ impl Reporter {
     }
 }
 
+/// Names the checkpoint file in a checkpoint error that does not yet.
+fn with_path(e: Error, path: &std::path::Path) -> Error {
+    match e {
+        Error::Checkpoint { path: p, detail } if p.as_os_str().is_empty() => Error::Checkpoint {
+            path: path.into(),
+            detail,
+        },
+        e => e,
+    }
+}
+
 /// A flag error as one line (clap's own spans several: the problem, the usage, a hint).
 fn usage_error(e: &clap::Error) -> String {
     let text = e.to_string();
@@ -332,8 +496,11 @@ fn usage_error(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
             say!("{}", usage_error(&e));
@@ -342,7 +509,12 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Some(Command::Batch(b)) => batch_cmd(b),
-        None => single(cli.single),
+        None => single(cli.single, &matches).map_err(|e| {
+            match (&e, matches.get_one::<PathBuf>("resume")) {
+                (Error::Checkpoint { .. }, Some(path)) => with_path(e, path),
+                _ => e,
+            }
+        }),
     };
     outcome.unwrap_or_else(|e| {
         say!("error: {e}");
