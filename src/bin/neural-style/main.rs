@@ -142,9 +142,6 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let mut timings = s.profile.then(Timings::default);
     let mut bar: Option<ProgressBar> = None;
     let resumed_at = control.resume.as_ref().map(|ck| (ck.stage + 1, ck.step));
-    if let (Some((stage, step)), true) = (resumed_at, mode != Mode::Json) {
-        say!("neural-style: resuming at stage {stage}, step {step}");
-    }
     let outcome = painter.paint_with(&job, &control, &mut timings, |event| {
         match event {
             Event::Stage {
@@ -154,6 +151,11 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
                 height,
                 iterations,
             } => {
+                if let (Some((at, step)), true) = (resumed_at, mode != Mode::Json) {
+                    if at == *stage {
+                        say!("neural-style: resuming at stage {at}, step {step}");
+                    }
+                }
                 if mode != Mode::Json {
                     say!(
                         "neural-style: stage {stage}/{stages} at {width}x{height}, {} style image(s), {iterations} {}, {} threads; setup {:.2} s",
