@@ -32,6 +32,7 @@ pub mod gemm;
 pub mod image;
 pub mod job;
 pub mod loss;
+pub mod memory;
 pub mod npz;
 pub mod ops;
 pub mod optim;

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::image as img;
 use crate::job::{InitSpec, Job, Optimizer};
 use crate::loss::{Objective, StyleGrams};
+use crate::memory;
 use crate::optim::{Adam, Lbfgs, Stop};
 use crate::profile::Timings;
 use crate::progress::Record;
@@ -135,6 +136,9 @@ pub struct Control {
     pub cancel: Cancel,
     /// A checkpoint of this very job to continue from ([`Checkpoint::load`]).
     pub resume: Option<Checkpoint>,
+    /// The memory the painting may use ([`crate::memory::check`]); `None`: what the machine
+    /// or its cgroup has available.
+    pub max_memory: Option<u64>,
 }
 
 fn mismatch(optimizer: &str) -> Error {
@@ -218,6 +222,16 @@ impl<'v> Painter<'v> {
             )));
         }
         img::check_writable(&job.output)?;
+        // Before anything image-sized is allocated: refuse what cannot fit.
+        let content_dims = memory::image_dimensions(&job.content)?;
+        let style_dims = job
+            .styles
+            .iter()
+            .map(|p| memory::image_dimensions(p))
+            .collect::<Result<Vec<_>>>()?;
+        let estimate =
+            memory::estimate(job, content_dims, &style_dims, rayon::current_num_threads());
+        memory::check(job, &estimate, control.max_memory)?;
         let t0 = Instant::now();
         let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let content_bytes = read(&job.content)?;

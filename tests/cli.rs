@@ -704,3 +704,37 @@ fn bad_feature_settings_fail_cleanly() {
     let run = neural_style(f.args(&[&f.style], &f.out("out.jpg"), 3, &["--output-depth", "16"]));
     assert_clean_failure(&run, &["16"], f.out_dir(), &[]);
 }
+
+#[test]
+fn the_memory_guard_refuses_an_impossible_size_before_any_work() {
+    let f = Fixture::new();
+    let out = f.out("huge.png");
+    // 96x80 content at a long side of 16384: hundreds of GiB, more than any machine here.
+    let run = neural_style(f.args(&[&f.style], &out, 3, &["--size", "16384"]));
+    assert_clean_failure(
+        &run,
+        &["16384x13653", "GiB", "is available"],
+        f.out_dir(),
+        &[],
+    );
+    let run = neural_style(f.args(&[&f.style], &out, 3, &["--max-memory", "20M"]));
+    assert_clean_failure(&run, &["--max-memory", "20 MiB"], f.out_dir(), &[]);
+    let run = neural_style(f.args(&[&f.style], &out, 3, &["--max-memory", "lots"]));
+    assert_clean_failure(&run, &["--max-memory"], f.out_dir(), &[]);
+}
+
+#[test]
+fn estimate_prints_memory_and_time_and_paints_nothing() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let run = neural_style(f.args(&[&f.style], &out, 3, &["--estimate", "--scales", "32"]));
+    assert_success(&run);
+    assert!(run.stderr.contains("peak memory about"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("s per step").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+    assert!(names_in(f.out_dir()).is_empty());
+}

@@ -71,7 +71,7 @@ fn interrupted_and_resumed(vgg: &Vgg19, job: &Job, stop_after: usize, threads: u
             ..CheckpointPolicy::new(&ck_path)
         }),
         cancel: cancel.clone(),
-        resume: None,
+        ..Control::default()
     };
     let mut steps = 0;
     let first = in_pool(2, || {
@@ -99,8 +99,8 @@ fn interrupted_and_resumed(vgg: &Vgg19, job: &Job, stop_after: usize, threads: u
     let ck = Checkpoint::load(&ck_path).unwrap();
     let resumed = Control {
         checkpoint: control.checkpoint.clone(),
-        cancel: Cancel::new(),
         resume: Some(ck),
+        ..Control::default()
     };
     in_pool(threads, || {
         Painter::new(vgg).paint_with(job, &resumed, &mut None, |_| Ok(()))

@@ -89,6 +89,9 @@ pub struct Options {
     /// Stops the batch: the current items stop after their step (and checkpoint), no new
     /// item starts.
     pub cancel: Cancel,
+    /// Memory all concurrent items may use together (`None`: what the machine has
+    /// available); each item gets its share.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             checkpoint: None,
             cancel: Cancel::default(),
+            max_memory: None,
         }
     }
 }
@@ -297,6 +301,10 @@ fn paint_one(
             }),
         cancel: options.cancel.clone(),
         resume: None,
+        max_memory: options
+            .max_memory
+            .or_else(crate::memory::available)
+            .map(|m| m / options.jobs.max(1) as u64),
     };
     if ck_path.exists() && !options.overwrite {
         match Checkpoint::load(&ck_path) {

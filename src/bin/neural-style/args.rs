@@ -52,6 +52,10 @@ pub struct Single {
     /// Print where the time of a step goes (per layer and direction) at the end.
     #[arg(long)]
     pub profile: bool,
+    /// Print the estimated peak memory and seconds per step (measured on this machine at a
+    /// small size), then exit without painting.
+    #[arg(long)]
+    pub estimate: bool,
     #[command(flatten)]
     pub paint: PaintOptions,
     #[command(flatten)]
@@ -136,6 +140,10 @@ pub struct RunOptions {
     /// Print the losses every N steps (0: only at the end).
     #[arg(long, default_value_t = 50)]
     pub print_every: usize,
+    /// Memory the run may use (e.g. 1.5G, 800M); it is refused at once when its estimate is
+    /// larger. Default: what the machine (or its cgroup) has available.
+    #[arg(long, value_parser = parse_memory)]
+    pub max_memory: Option<u64>,
     /// VGG-19 weights in the project's .npz format.
     #[arg(long, default_value = DEFAULT_WEIGHTS)]
     pub weights: PathBuf,
@@ -228,6 +236,10 @@ pub enum OptimizerArg {
 pub enum PoolArg {
     Avg,
     Max,
+}
+
+fn parse_memory(s: &str) -> std::result::Result<u64, String> {
+    neural_style::memory::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_depth(s: &str) -> std::result::Result<u8, String> {

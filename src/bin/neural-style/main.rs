@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches};
 use indicatif::ProgressBar;
 use neural_style::batch::{self, plan, shard::Shard, BatchEvent, ResultsFile, Status};
 use neural_style::image as img;
+use neural_style::memory;
 use neural_style::profile::Timings;
 use neural_style::progress;
 use neural_style::{
@@ -133,7 +134,11 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
         }),
         cancel,
         resume: resume.map(|(_, ck, _)| ck),
+        max_memory: s.run.max_memory,
     };
+    if s.estimate {
+        return estimate(&job, &s.run);
+    }
     let t0 = Instant::now();
     let vgg = Vgg19::load_for(&s.run.weights, &job.loss_config())?;
     let painter = Painter::new(&vgg);
@@ -243,6 +248,85 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--estimate`: the memory estimate, and seconds per step timed at a small size on this
+/// machine and scaled by pixels (a step's work is proportional to them).
+fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
+    const PROBE_SIDE: u32 = 160;
+    let content_dims = memory::image_dimensions(&job.content)?;
+    let style_dims = job
+        .styles
+        .iter()
+        .map(|p| memory::image_dimensions(p))
+        .collect::<Result<Vec<_>>>()?;
+    let e = memory::estimate(job, content_dims, &style_dims, rayon::current_num_threads());
+    let limit = run.max_memory.or_else(memory::available);
+    say!(
+        "peak memory about {} at {}x{} (network {}, optimiser and images {}, inputs {}, weights and runtime {}){}",
+        memory::human(e.peak),
+        e.width,
+        e.height,
+        memory::human(e.network),
+        memory::human(e.optimizer),
+        memory::human(e.inputs),
+        memory::human(e.weights + e.overhead),
+        match limit {
+            Some(l) => format!("; {} available", memory::human(l)),
+            None => String::new(),
+        }
+    );
+    let config = job.loss_config();
+    let vgg = Vgg19::load_for(&run.weights, &config)?;
+    let probe = |p: &std::path::Path| -> Result<ndarray::Array3<f32>> {
+        Ok(img::rgb32f_to_net(&img::resize_long_side(
+            &img::decode(p)?,
+            PROBE_SIDE,
+        )))
+    };
+    let content = probe(&job.content)?;
+    let styles = job
+        .styles
+        .iter()
+        .map(|p| probe(p).map(|s| (s, 1.0)))
+        .collect::<Result<Vec<_>>>()?;
+    let objective = neural_style::Objective::new(&vgg, &content, &styles, &config)?;
+    let mut eval = neural_style::Evaluation::zeros(objective.shape());
+    objective.evaluate_into(&content, &mut eval, &mut None)?; // warm-up: buffers sized
+    let t = Instant::now();
+    const PROBES: u32 = 3;
+    for _ in 0..PROBES {
+        objective.evaluate_into(&content, &mut eval, &mut None)?;
+    }
+    let per_pixel = t.elapsed().as_secs_f64() / PROBES as f64 / (content.len() / 3) as f64;
+    // L-BFGS evaluates about 1.05 times per iteration on this objective (line searches).
+    let evals_per_step = match job.optimizer {
+        Optimizer::Adam => 1.0,
+        Optimizer::Lbfgs => 1.05,
+    };
+    let mut total = 0.0;
+    for size in job.stage_sizes() {
+        let (w, h) = {
+            let scale = size as f64 / content_dims.0.max(content_dims.1) as f64;
+            (
+                (content_dims.0 as f64 * scale).round(),
+                (content_dims.1 as f64 * scale).round(),
+            )
+        };
+        let step = per_pixel * w * h * evals_per_step;
+        total += step * job.iterations as f64;
+        say!(
+            "stage at {w}x{h}: about {step:.2} s per step on {} threads",
+            rayon::current_num_threads()
+        );
+    }
+    say!(
+        "whole painting: about {:.0} s ({} steps per stage)",
+        total,
+        job.iterations
+    );
+    memory::check(job, &e, run.max_memory)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn batch_cmd(b: Batch) -> Result<ExitCode> {
     let t0 = Instant::now();
     let base = b.paint.job(PathBuf::new(), Vec::new(), PathBuf::new());
@@ -305,6 +389,7 @@ fn batch_cmd(b: Batch) -> Result<ExitCode> {
                 b.checkpoint_timing.checkpoint_seconds,
             )),
             cancel: cancel.clone(),
+            max_memory: b.run.max_memory,
         };
         let reporter = Reporter::new(
             mode,

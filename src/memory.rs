@@ -1,0 +1,308 @@
+//! The memory guard: what a painting will need at its peak, computed from the layer table,
+//! the sizes and the optimiser before anything big is allocated, and what the machine (or the
+//! cgroup the process runs in) allows. A run that cannot fit fails at once with both numbers
+//! and what to change, instead of being OOM-killed minutes later.
+
+use crate::error::{Error, Result};
+use crate::job::{Job, Optimizer};
+use crate::vgg::{LAYER_NAMES, VGG19_WIDTHS};
+use std::path::Path;
+
+/// Resident memory of the process before a painting: code, runtime, allocator, thread stacks.
+const BASE_BYTES: u64 = 32 << 20;
+/// Per-worker convolution scratch (the im2col column tile, Winograd transform blocks) and the
+/// loss buffers: the part of the measured peak that does not grow with the image.
+const SCRATCH_BYTES_PER_THREAD: u64 = 8 << 20;
+
+/// Output channels of layer `i` of VGG-19.
+fn width(i: usize) -> u64 {
+    VGG19_WIDTHS[[0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4][i]] as u64
+}
+
+fn block(i: usize) -> u32 {
+    [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4][i]
+}
+
+/// Bytes of the activation arena (every post-ReLU output up to `depth`; the backward pass
+/// reuses it) and the pooled buffer, for an `h x w` input.
+fn network_bytes(h: u64, w: u64, depth: usize) -> u64 {
+    let mut arena = 0;
+    let mut pooled = 0;
+    for i in 0..depth {
+        let (bh, bw) = (h >> block(i), w >> block(i));
+        arena += width(i) * bh * bw;
+        if i > 0 && block(i) != block(i - 1) {
+            pooled = pooled.max(width(i - 1) * bh * bw);
+        }
+    }
+    4 * (arena + pooled)
+}
+
+/// Parameters of the first `depth` layers.
+fn weight_bytes(depth: usize) -> u64 {
+    let mut cin = 3;
+    let mut total = 0;
+    for i in 0..depth {
+        total += width(i) * (cin * 9 + 1);
+        cin = width(i);
+    }
+    // The largest Winograd F(4x4) kernel transform (6x6 per channel pair) is built per call.
+    let transform = (0..depth)
+        .map(|i| {
+            width(i)
+                * if i == 0 {
+                    3
+                } else {
+                    width(i - 1).min(width(i))
+                }
+                * 36
+        })
+        .max()
+        .unwrap_or(0);
+    4 * (total + transform)
+}
+
+/// `(w, h)` of an image whose long side is `long` and whose shape is `(w0, h0)`, as
+/// [`crate::image::resize_long_side`] rounds it.
+fn scaled(dims: (u32, u32), long: u32) -> (u64, u64) {
+    let (w, h) = dims;
+    let scale = long as f64 / w.max(h).max(1) as f64;
+    let w = ((w as f64 * scale).round() as u64).max(1);
+    let h = ((h as f64 * scale).round() as u64).max(1);
+    (w, h)
+}
+
+/// The estimated peak memory of a painting and how it is made up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    /// Bytes at the peak (the largest stage).
+    pub peak: u64,
+    /// The parts at that stage: network activations, optimiser state and image-sized vectors,
+    /// decoded inputs, weights, fixed overhead.
+    pub network: u64,
+    pub optimizer: u64,
+    pub inputs: u64,
+    pub weights: u64,
+    pub overhead: u64,
+    /// Width and height of the largest stage.
+    pub width: u64,
+    pub height: u64,
+}
+
+/// Estimates the peak memory of `job` on a content image of `content` (width, height) pixels
+/// and style images of `styles`, with `threads` workers.
+pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: usize) -> Estimate {
+    let depth = job.loss_config().depth().unwrap_or(LAYER_NAMES.len());
+    let decoded: u64 = std::iter::once(content)
+        .chain(styles.iter().copied())
+        .map(|(w, h)| w as u64 * h as u64 * 3 * 4)
+        .sum();
+    let mut best: Option<Estimate> = None;
+    for size in job.stage_sizes() {
+        let (w, h) = scaled(content, size);
+        let pixels = 3 * w * h * 4;
+        // The style images' forward passes run before the painting's, in buffers freed (and,
+        // being large, handed back to the system) before it starts: the larger one counts.
+        let side = job.style_side(size).unwrap_or(size);
+        let style_net = styles
+            .iter()
+            .map(|&d| {
+                let (sw, sh) = scaled(d, side);
+                network_bytes(sh, sw, depth)
+            })
+            .max()
+            .unwrap_or(0);
+        // Image, content, gradient, evaluated copy, content targets at most one layer.
+        let vectors = 5 * pixels;
+        let optimizer = match job.optimizer {
+            Optimizer::Adam => 2 * pixels,
+            // The full history of pairs s and y (reached after `history` iterations), the
+            // gradient, trial gradients and copies the line search passes around, the next
+            // point, and the direction in f64.
+            Optimizer::Lbfgs => (2 * job.history as u64 + 7) * pixels + 2 * pixels,
+        };
+        let e = Estimate {
+            network: network_bytes(h, w, depth).max(style_net),
+            optimizer: optimizer + vectors,
+            inputs: decoded,
+            weights: weight_bytes(depth),
+            overhead: BASE_BYTES + SCRATCH_BYTES_PER_THREAD * threads as u64,
+            width: w,
+            height: h,
+            peak: 0,
+        };
+        let peak = e.network + e.optimizer + e.inputs + e.weights + e.overhead;
+        if best.as_ref().is_none_or(|b| peak > b.peak) {
+            best = Some(Estimate { peak, ..e });
+        }
+    }
+    best.expect("a job has at least one stage")
+}
+
+/// Reads an image file's dimensions from its header alone (no pixels decoded).
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Error::io(path, e))?
+        .into_dimensions()
+        .map_err(|e| Error::Image {
+            path: path.into(),
+            detail: e.to_string(),
+        })
+}
+
+/// What the process may use: the smallest of the memory available on the machine and the
+/// room left under the cgroup's limit (v2 or v1). `None` when neither can be read.
+pub fn available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let cgroup = match (
+        read("/sys/fs/cgroup/memory.max"),
+        read("/sys/fs/cgroup/memory.current"),
+    ) {
+        (Some(max), Some(cur)) => Some(max.saturating_sub(cur)),
+        _ => match (
+            read("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+            read("/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        ) {
+            // v1 reports "no limit" as a huge number.
+            (Some(max), Some(cur)) if max < 1 << 60 => Some(max.saturating_sub(cur)),
+            _ => None,
+        },
+    };
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `1.5 GiB`-style text.
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", b / (1u64 << 20) as f64)
+    }
+}
+
+/// Parses `512M`, `1.5G`, `2GiB`, `800MB` or a plain number of bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(Error::Config(format!("memory size '{text}': unknown unit"))),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Config(format!("memory size '{text}' is not a number")))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(Error::Config(format!(
+            "memory size '{text}' must be positive"
+        )));
+    }
+    Ok((n * factor as f64) as u64)
+}
+
+/// Refuses `job` when its estimate exceeds `budget` (or, without one, what the machine has
+/// available), with both figures and the settings that would make it fit.
+pub fn check(job: &Job, estimate: &Estimate, budget: Option<u64>) -> Result<()> {
+    let Some(limit) = budget.or_else(available) else {
+        return Ok(());
+    };
+    if estimate.peak <= limit {
+        return Ok(());
+    }
+    let hint = match job.optimizer {
+        Optimizer::Lbfgs => format!(
+            "lower --size, --history {} -> {} or --optimizer adam",
+            job.history,
+            (job.history / 2).max(1)
+        ),
+        Optimizer::Adam => "lower --size".into(),
+    };
+    Err(Error::Memory(format!(
+        "a {}x{} painting needs about {} (network {}, optimiser and images {}), but only {} {}; {hint}",
+        estimate.width,
+        estimate.height,
+        human(estimate.peak),
+        human(estimate.network),
+        human(estimate.optimizer),
+        human(limit),
+        if budget.is_some() {
+            "is allowed by --max-memory"
+        } else {
+            "is available"
+        }
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        for bad in ["", "x", "-1G", "3Q", "0"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_estimate_grows_with_pixels_and_history() {
+        let job = Job::new("c", ["s"], "o.png");
+        let e512 = estimate(&job, (512, 512), &[(512, 413)], 2);
+        let mut big = job.clone();
+        big.size = 1024;
+        let e1024 = estimate(&big, (512, 512), &[(512, 413)], 2);
+        // Four times the pixels: the image-sized part four times larger.
+        let fixed = e512.weights + e512.overhead;
+        let ratio = (e1024.peak - fixed) as f64 / (e512.peak - fixed) as f64;
+        assert!((3.5..4.2).contains(&ratio), "{ratio}");
+        let mut adam = job.clone();
+        adam.optimizer = Optimizer::Adam;
+        assert!(estimate(&adam, (512, 512), &[(512, 413)], 2).peak < e512.peak);
+        // The largest stage of a multi-scale run sets the peak.
+        let mut multi = job.clone();
+        multi.scales = vec![128, 256];
+        assert_eq!(
+            estimate(&multi, (512, 512), &[(512, 413)], 2).peak,
+            e512.peak
+        );
+    }
+
+    #[test]
+    fn an_impossible_size_is_refused_with_the_figures() {
+        let mut job = Job::new("c", ["s"], "o.png");
+        job.size = 16384;
+        let e = estimate(&job, (4000, 3000), &[(800, 600)], 2);
+        let err = check(&job, &e, Some(24 << 30)).unwrap_err().to_string();
+        assert!(
+            err.contains("16384x12288") && err.contains("GiB") && err.contains("--max-memory"),
+            "{err}"
+        );
+        assert!(check(&job, &e, Some(e.peak)).is_ok());
+    }
+}
