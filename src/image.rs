@@ -4,7 +4,8 @@
 use crate::error::{Error, Result};
 use image::imageops::FilterType;
 use image::{
-    DynamicImage, ImageBuffer, ImageFormat, ImageReader, Limits, Rgb, Rgb32FImage, RgbImage,
+    DynamicImage, GenericImageView, ImageBuffer, ImageDecoder, ImageFormat, ImageReader, Limits,
+    Rgb, Rgb32FImage, RgbImage,
 };
 use ndarray::Array3;
 use std::io::Write;
@@ -15,8 +16,9 @@ mod strict;
 /// Per-channel mean (R, G, B) subtracted from 0..255 pixels to reach net space.
 pub const MEAN: [f32; 3] = [123.68, 116.779, 103.939];
 
-/// Largest accepted input side and decoder allocation: a decompression bomb is an error, not an
-/// out-of-memory kill.
+/// Largest accepted input side, and largest decoder buffer or 32-bit float RGB image (12 bytes a
+/// pixel, so at most 178,956,970 pixels): a decompression bomb is an error, not an out-of-memory
+/// kill.
 pub const MAX_INPUT_SIDE: u32 = 20_000;
 pub const MAX_DECODE_BYTES: u64 = 2 << 30;
 
@@ -34,8 +36,8 @@ fn image_err(path: &Path, detail: impl std::fmt::Display) -> Error {
 /// Decoding is strict: a file that ends before its format's end (a truncated download or copy),
 /// or in which the decoder finds an error, is `Error::Image` naming the file, never a picture
 /// with a grey or black band (see `strict` for how each format is checked). Bytes after the
-/// format's end are allowed. Sizes over `MAX_INPUT_SIDE`, or needing more than
-/// `MAX_DECODE_BYTES` to decode, are errors before any pixel buffer is allocated. The result
+/// format's end are allowed. Sides over `MAX_INPUT_SIDE`, or a decoder buffer or float result
+/// over `MAX_DECODE_BYTES`, are errors before any pixel buffer is allocated. The result
 /// has at least one pixel and only finite values: floating-point files (TIFF) with NaN or an
 /// infinity are an error, and their finite samples are clamped to 0..1 like integer ones.
 pub fn decode(path: impl AsRef<Path>) -> Result<Rgb32FImage> {
@@ -51,12 +53,19 @@ pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Rgb32FImage> {
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
+    if reader.format().is_none() {
+        // TGA has no signature: trust the extension where the content tells nothing.
+        if let Ok(format) = ImageFormat::from_path(path) {
+            reader.set_format(format);
+        }
+    }
     let img = match reader.format() {
         Some(ImageFormat::Jpeg) => strict::decode_jpeg(bytes).map_err(err)?,
         format => {
             match format {
                 Some(ImageFormat::Png) => strict::check_png(bytes).map_err(err)?,
                 Some(ImageFormat::Gif) => strict::check_gif(bytes).map_err(err)?,
+                Some(ImageFormat::WebP) => strict::check_webp(bytes).map_err(err)?,
                 _ => {}
             }
             let mut limits = Limits::default();
@@ -64,7 +73,11 @@ pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<Rgb32FImage> {
             limits.max_image_height = Some(MAX_INPUT_SIDE);
             limits.max_alloc = Some(MAX_DECODE_BYTES);
             reader.limits(limits);
-            reader.decode().map_err(|e| err(strict::one_line(e)))?
+            let image_err = |e: image::ImageError| err(strict::one_line(e));
+            let decoder = reader.into_decoder().map_err(image_err)?;
+            let (w, h) = decoder.dimensions();
+            strict::check_size(w as u64, h as u64, decoder.total_bytes()).map_err(err)?;
+            DynamicImage::from_decoder(decoder).map_err(image_err)?
         }
     };
     let (w, h) = (img.width(), img.height());
@@ -108,18 +121,32 @@ fn flatten_alpha(img: DynamicImage) -> Rgb32FImage {
     if !img.color().has_alpha() {
         return img.into_rgb32f();
     }
-    let rgba = img.into_rgba32f();
-    ImageBuffer::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let [r, g, b, a] = rgba.get_pixel(x, y).0;
-        let a = a.clamp(0.0, 1.0);
-        Rgb([r * a + 1.0 - a, g * a + 1.0 - a, b * a + 1.0 - a])
-    })
+    // In strips of rows, so that no float RGBA copy of the whole image (16 bytes a pixel, more
+    // than the result) is ever held.
+    const STRIP: u32 = 64;
+    let (w, h) = img.dimensions();
+    let mut out = Rgb32FImage::new(w, h);
+    for y0 in (0..h).step_by(STRIP as usize) {
+        let strip = img.crop_imm(0, y0, w, STRIP.min(h - y0)).into_rgba32f();
+        for (x, y, p) in strip.enumerate_pixels() {
+            let [r, g, b, a] = p.0;
+            let a = a.clamp(0.0, 1.0);
+            out.put_pixel(
+                x,
+                y0 + y,
+                Rgb([r * a + 1.0 - a, g * a + 1.0 - a, b * a + 1.0 - a]),
+            );
+        }
+    }
+    out
 }
 
-/// Scales so that the longer side is `long_side` pixels (up or down), keeping the aspect ratio.
+/// Scales so that the longer side is `long_side` pixels (up or down), keeping the aspect ratio;
+/// the shorter side is at least 1 pixel. An empty image (which `decode` never returns) is
+/// returned as is.
 pub fn resize_long_side(img: &Rgb32FImage, long_side: u32) -> Rgb32FImage {
     let (w, h) = img.dimensions();
-    if w.max(h) == long_side {
+    if w.max(h) == long_side || w == 0 || h == 0 {
         return img.clone();
     }
     let scale = long_side as f64 / w.max(h) as f64;

@@ -27,7 +27,7 @@ impl Npz {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let archive = NpzArchive::new(BufReader::new(file)).map_err(|e| Error::Weights {
             path: path.into(),
-            detail: format!("not a readable .npz archive ({e})"),
+            detail: one_line(format!("not a readable .npz archive ({e})")),
         })?;
         Ok(Npz {
             archive,
@@ -147,6 +147,15 @@ fn header_shape(npy: &[u8]) -> Option<Vec<u64>> {
 fn key_err(path: &Path, key: &str, detail: impl std::fmt::Display) -> Error {
     Error::Weights {
         path: path.into(),
-        detail: format!("{key}: {detail}"),
+        detail: one_line(format!("{key}: {detail}")),
+    }
+}
+
+/// `s` on one line: npyz's parse errors draw the header over several.
+fn one_line(s: String) -> String {
+    if s.contains(['\n', '\r']) {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        s
     }
 }

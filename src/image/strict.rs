@@ -12,7 +12,8 @@
 //! - PNG: the chunks are walked to IEND, each CRC checked (the `png` crate stops reading after
 //!   the image data, so a cut IEND or a damaged trailing chunk went unseen).
 //! - GIF: the blocks are walked to the trailer (the `image` crate reads the first frame only).
-//! - The other formats the crate enables (BMP, TIFF, WebP, PNM, TGA) already fail on every
+//! - WebP: the file must hold the size its RIFF header declares (a cut pad byte went unseen).
+//! - The other formats the crate enables (BMP, TIFF, PNM, TGA) already fail on every
 //!   truncation of their image data (checked by `tests/fuzz_inputs.rs`).
 //!
 //! Size plausibility: a declared size is checked against the bytes that could encode it
@@ -30,6 +31,7 @@ use zune_jpeg::zune_core::options::DecoderOptions;
 
 const JPEG_TRUNCATED: &str = "truncated JPEG data (ends before the end-of-image marker)";
 const PNG_TRUNCATED: &str = "truncated PNG data (ends before the IEND chunk)";
+const WEBP_TRUNCATED: &str = "truncated WebP data (shorter than its RIFF header declares)";
 const GIF_TRUNCATED: &str = "truncated GIF data (ends before the trailer)";
 
 /// A decoder's message on one line (some end in a newline, some are quoted).
@@ -41,6 +43,24 @@ pub(super) fn one_line(detail: impl std::fmt::Display) -> String {
 
 fn too_large(w: u64, h: u64) -> String {
     format!("{w}x{h} pixels exceed the limit of {MAX_INPUT_SIDE} pixels per side")
+}
+
+/// Checks a declared size against the limits, before anything is allocated: each side at most
+/// `MAX_INPUT_SIDE`, and both the decoder's buffer (`decoder_bytes`) and the 32-bit float RGB
+/// image made of it at most `MAX_DECODE_BYTES` (2 GiB: 178,956,970 pixels, the threshold of
+/// Pillow's `DecompressionBombError`). A few bytes of GIF may declare a 20000 x 20000 canvas.
+pub(super) fn check_size(w: u64, h: u64, decoder_bytes: u64) -> Result<(), String> {
+    if w > MAX_INPUT_SIDE as u64 || h > MAX_INPUT_SIDE as u64 {
+        return Err(too_large(w, h));
+    }
+    let float_bytes = w * h * 12;
+    if decoder_bytes.max(float_bytes) > MAX_DECODE_BYTES {
+        return Err(format!(
+            "{w}x{h} pixels need {} bytes to decode, over the limit of {MAX_DECODE_BYTES}",
+            decoder_bytes.max(float_bytes)
+        ));
+    }
+    Ok(())
 }
 
 /// The offset just past the first EOI marker, walking the marker segments from SOI.
@@ -146,15 +166,7 @@ pub(super) fn decode_jpeg(bytes: &[u8]) -> Result<DynamicImage, String> {
         .ok_or("JPEG headers not decoded")?;
     let out = jpeg_out_colorspace(input);
     let (w64, h64) = (w as u64, h as u64);
-    if w64 > MAX_INPUT_SIDE as u64 || h64 > MAX_INPUT_SIDE as u64 {
-        return Err(too_large(w64, h64));
-    }
-    let total = w64 * h64 * out.num_components() as u64;
-    if total > MAX_DECODE_BYTES {
-        return Err(format!(
-            "{w}x{h} pixels need {total} bytes, over the decoding limit of {MAX_DECODE_BYTES}"
-        ));
-    }
+    check_size(w64, h64, w64 * h64 * out.num_components() as u64)?;
     let blocks = w64.div_ceil(8) * h64.div_ceil(8);
     if blocks > 8 * bytes.len() as u64 {
         return Err(format!(
@@ -274,5 +286,21 @@ pub(super) fn check_gif(b: &[u8]) -> Result<(), String> {
                 break;
             }
         }
+    }
+}
+
+/// Checks that a WebP file holds the RIFF chunk its header declares.
+pub(super) fn check_webp(b: &[u8]) -> Result<(), String> {
+    match b.get(..12) {
+        Some([b'R', b'I', b'F', b'F', s0, s1, s2, s3, b'W', b'E', b'B', b'P']) => {
+            let size = u32::from_le_bytes([*s0, *s1, *s2, *s3]) as u64;
+            if b.len() as u64 >= size + 8 {
+                Ok(())
+            } else {
+                Err(WEBP_TRUNCATED.into())
+            }
+        }
+        Some(_) => Err("not a WebP file (no RIFF WEBP header)".into()),
+        None => Err(WEBP_TRUNCATED.into()),
     }
 }
