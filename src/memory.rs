@@ -62,9 +62,9 @@ fn weight_bytes(depth: usize) -> u64 {
     4 * (total + transform)
 }
 
-/// `(w, h)` of an image whose long side is `long` and whose shape is `(w0, h0)`, as
+/// `(w, h)` of an image of `dims` resized to long side `long`, rounded as
 /// [`crate::image::resize_long_side`] rounds it.
-fn scaled(dims: (u32, u32), long: u32) -> (u64, u64) {
+pub fn scaled(dims: (u32, u32), long: u32) -> (u64, u64) {
     let (w, h) = dims;
     let scale = long as f64 / w.max(h).max(1) as f64;
     let w = ((w as f64 * scale).round() as u64).max(1);
@@ -112,8 +112,10 @@ pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: 
             })
             .max()
             .unwrap_or(0);
-        // Image, content, gradient, evaluated copy, content targets at most one layer.
-        let vectors = 5 * pixels;
+        // Image, content, gradient, the evaluated copy, the content targets, the decoded and
+        // resized stage images, the callbacks' copies: ten image-sized vectors fit the peaks
+        // measured at 256..2048 px (README, Reliability).
+        let vectors = 10 * pixels;
         let optimizer = match job.optimizer {
             Optimizer::Adam => 2 * pixels,
             // The full history of pairs s and y (reached after `history` iterations), the
@@ -137,6 +139,23 @@ pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: 
         }
     }
     best.expect("a job has at least one stage")
+}
+
+/// [`estimate`] for the files a job names (their headers read, no pixels decoded), with the
+/// current rayon pool's threads.
+pub fn estimate_job(job: &Job) -> Result<Estimate> {
+    let content = image_dimensions(&job.content)?;
+    let styles = job
+        .styles
+        .iter()
+        .map(|p| image_dimensions(p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(estimate(
+        job,
+        content,
+        &styles,
+        rayon::current_num_threads(),
+    ))
 }
 
 /// Reads an image file's dimensions from its header alone (no pixels decoded).

@@ -223,15 +223,7 @@ impl<'v> Painter<'v> {
         }
         img::check_writable(&job.output)?;
         // Before anything image-sized is allocated: refuse what cannot fit.
-        let content_dims = memory::image_dimensions(&job.content)?;
-        let style_dims = job
-            .styles
-            .iter()
-            .map(|p| memory::image_dimensions(p))
-            .collect::<Result<Vec<_>>>()?;
-        let estimate =
-            memory::estimate(job, content_dims, &style_dims, rayon::current_num_threads());
-        memory::check(job, &estimate, control.max_memory)?;
+        memory::check(job, &memory::estimate_job(job)?, control.max_memory)?;
         let t0 = Instant::now();
         let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let content_bytes = read(&job.content)?;

@@ -252,13 +252,7 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
 /// machine and scaled by pixels (a step's work is proportional to them).
 fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
     const PROBE_SIDE: u32 = 160;
-    let content_dims = memory::image_dimensions(&job.content)?;
-    let style_dims = job
-        .styles
-        .iter()
-        .map(|p| memory::image_dimensions(p))
-        .collect::<Result<Vec<_>>>()?;
-    let e = memory::estimate(job, content_dims, &style_dims, rayon::current_num_threads());
+    let e = memory::estimate_job(job)?;
     let limit = run.max_memory.or_else(memory::available);
     say!(
         "peak memory about {} at {}x{} (network {}, optimiser and images {}, inputs {}, weights and runtime {}){}",
@@ -303,15 +297,10 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
         Optimizer::Lbfgs => 1.05,
     };
     let mut total = 0.0;
+    let content_dims = memory::image_dimensions(&job.content)?;
     for size in job.stage_sizes() {
-        let (w, h) = {
-            let scale = size as f64 / content_dims.0.max(content_dims.1) as f64;
-            (
-                (content_dims.0 as f64 * scale).round(),
-                (content_dims.1 as f64 * scale).round(),
-            )
-        };
-        let step = per_pixel * w * h * evals_per_step;
+        let (w, h) = memory::scaled(content_dims, size);
+        let step = per_pixel * (w * h) as f64 * evals_per_step;
         total += step * job.iterations as f64;
         say!(
             "stage at {w}x{h}: about {step:.2} s per step on {} threads",
