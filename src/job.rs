@@ -307,6 +307,7 @@ impl Job {
         if self.output.as_os_str().is_empty() {
             return Err(config_err("no output file (--output)"));
         }
+        self.validate_paths()?;
         let format = OutputFormat::from_path(&self.output)?;
         match self.output_depth {
             8 => {}
@@ -391,6 +392,25 @@ impl Job {
             .collect()
     }
 
+    /// Refuses file names that are not UTF-8: a job is written as JSON (results,
+    /// checkpoints), which holds only text.
+    pub fn validate_paths(&self) -> Result<()> {
+        let init = match &self.init {
+            InitSpec::File(p) => Some(p),
+            _ => None,
+        };
+        let paths = [&self.content, &self.output]
+            .into_iter()
+            .chain(&self.styles);
+        match paths.chain(init).find(|p| p.to_str().is_none()) {
+            Some(p) => Err(config_err(format!(
+                "{}: file names must be valid UTF-8",
+                p.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Parses a JSON object into a job (unknown keys are errors) and validates it.
     pub fn from_json(text: &str) -> Result<Self> {
         let job: Job = serde_json::from_str(text).map_err(|e| config_err(format!("job: {e}")))?;
@@ -444,6 +464,15 @@ mod tests {
         assert_eq!(j.unwrap(), job());
         let e = Job::from_json(r#"{"content":"c","styles":["s"],"output":"o.png","sise":3}"#);
         assert!(matches!(e, Err(Error::Config(m)) if m.contains("sise")));
+    }
+
+    #[test]
+    fn paths_that_json_cannot_hold_are_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut j = job();
+        j.styles
+            .push(std::ffi::OsStr::from_bytes(b"bad\xff.jpg").into());
+        assert!(j.validate().unwrap_err().to_string().contains("UTF-8"));
     }
 
     #[test]

@@ -308,11 +308,17 @@ fn paint_one(
     };
     if ck_path.exists() && !options.overwrite {
         match Checkpoint::load(&ck_path) {
-            Ok(ck) if ck.job.differences(job).is_empty() => control.resume = Some(ck),
-            Ok(ck) => warn(format!(
-                "its checkpoint was made with other settings ({}); starting over",
-                ck.job.differences(job).join(", ")
-            )),
+            Ok(ck) => {
+                let differs = ck.job.differences(job);
+                if differs.is_empty() {
+                    control.resume = Some(ck);
+                } else {
+                    warn(format!(
+                        "its checkpoint was made with other settings ({}); starting over",
+                        differs.join(", ")
+                    ));
+                }
+            }
             Err(e) => warn(format!("{e}; starting over")),
         }
     }

@@ -72,9 +72,10 @@ fn signal_name(which: &AtomicUsize) -> &'static str {
 /// The job of `--resume`: the checkpoint's, where every painting flag given on the command
 /// line must agree with it (only `--output` may move the result elsewhere).
 fn resumed_job(ck: &Checkpoint, flags: &Job, given: impl Fn(&str) -> bool) -> Result<Job> {
+    flags.validate_paths()?;
     let (serde_json::Value::Object(want), serde_json::Value::Object(have)) = (
-        serde_json::to_value(flags).expect("a job serialises"),
-        serde_json::to_value(&ck.job).expect("a job serialises"),
+        serde_json::to_value(flags).expect("a job of UTF-8 paths serialises"),
+        serde_json::to_value(&ck.job).expect("a job of UTF-8 paths serialises"),
     ) else {
         unreachable!("a job serialises to an object")
     };
