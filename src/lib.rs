@@ -40,6 +40,7 @@ pub mod paint;
 pub mod profile;
 pub mod progress;
 pub mod style_cache;
+pub mod tiling;
 pub mod transfer;
 pub mod vgg;
 

@@ -23,7 +23,7 @@ pub const LAYER_NAMES: [&str; 16] = [
 pub const VGG19_WIDTHS: [usize; 5] = [64, 128, 256, 512, 512];
 
 /// Block (0-based) of each layer.
-fn block_of(layer: usize) -> usize {
+pub(crate) fn block_of(layer: usize) -> usize {
     [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4][layer]
 }
 

@@ -9,10 +9,13 @@ use crate::error::{Error, Result};
 use crate::gemm::{gemm_into, par_gemm, MatRef, Real};
 use crate::ops::Pool;
 use crate::profile::Timings;
+use crate::tiling::{Owned, TileGrid};
 use crate::vgg::{layer_index, timed, Vgg, Workspace};
 use ndarray::Array3;
 use rayon::prelude::*;
 use std::sync::Mutex;
+
+mod tiled;
 
 /// Elements per chunk of the ordered parallel reductions.
 const SUM_CHUNK: usize = 1 << 15;
@@ -55,6 +58,21 @@ pub fn gram<T: Real>(f: &[T], c: usize, n: usize) -> Vec<T> {
 /// channels), one partial product per block and chunk of pixels; the chunks are summed in
 /// order and each block mirrored below the diagonal.
 pub fn gram_into<T: Real>(f: &[T], c: usize, n: usize, g: &mut [T], partials: &mut Vec<T>) {
+    let inv_n = T::one() / T::from_f64(n as f64);
+    gram_scaled_into(f, c, n, inv_n, false, g, partials);
+}
+
+/// `g = scale * F F^T`, or `g += scale * F F^T` when `accumulate` (a tiled evaluation sums
+/// the tiles' products), computed as [`gram_into`] computes it.
+pub fn gram_scaled_into<T: Real>(
+    f: &[T],
+    c: usize,
+    n: usize,
+    scale: T,
+    accumulate: bool,
+    g: &mut [T],
+    partials: &mut Vec<T>,
+) {
     assert_eq!(f.len(), c * n);
     assert_eq!(g.len(), c * c);
     if c == 0 {
@@ -89,7 +107,6 @@ pub fn gram_into<T: Real>(f: &[T], c: usize, n: usize, g: &mut [T], partials: &m
             let b = ft.rows(p0, p1).cols(j0, j1);
             gemm_into(T::one(), a, b, T::zero(), part, j1 - j0);
         });
-    let inv_n = T::one() / T::from_f64(n as f64);
     for p in 0..pairs {
         let (bi, bj) = pair(p);
         let ((i0, i1), (j0, j1)) = (span(bi), span(bj));
@@ -101,8 +118,19 @@ pub fn gram_into<T: Real>(f: &[T], c: usize, n: usize, g: &mut [T], partials: &m
                 for t in 0..chunks {
                     v += partials[(t * pairs + p) * slot + at];
                 }
-                g[i * c + j] = v * inv_n;
-                g[j * c + i] = v * inv_n;
+                let v = v * scale;
+                if accumulate {
+                    // Once per pair of a diagonal block, so that the sum stays symmetric.
+                    if bi != bj || i <= j {
+                        g[i * c + j] += v;
+                        if i != j {
+                            g[j * c + i] += v;
+                        }
+                    }
+                } else {
+                    g[i * c + j] = v;
+                    g[j * c + i] = v;
+                }
             }
         }
     }
@@ -159,6 +187,47 @@ pub fn content_loss<T: Real>(
                 for ((g, &x), &y) in g.iter_mut().zip(a).zip(t) {
                     *s += (x.as_f64() - y.as_f64()).powi(2);
                     *g += (x - y) * k;
+                }
+            })
+    });
+    sum / (4.0 * len)
+}
+
+/// [`content_loss`] over the positions a tile owns: `out` is the tile's layer output, `target`
+/// the whole image's (`c x whole.0 x whole.1`); normalised by the whole layer's size, so the
+/// tiles' values sum to the untiled one. Adds the owned positions' gradient to `grad`.
+fn content_owned<T: Real>(
+    out: crate::vgg::LayerOutput<'_, T>,
+    owned: &Owned,
+    target: &[T],
+    whole: (usize, usize),
+    grad_scale: T,
+    grad: &mut [T],
+    sums: &mut Vec<f64>,
+) -> f64 {
+    let (lh, lw) = whole;
+    assert_eq!(target.len(), out.c * lh * lw);
+    assert_eq!(grad.len(), out.data.len());
+    let len = target.len() as f64;
+    let k = grad_scale / T::from_f64(2.0 * len);
+    let plane = out.h * out.w;
+    let sum = ordered_total(sums, out.c, |sums| {
+        sums.par_iter_mut()
+            .zip(grad.par_chunks_mut(plane))
+            .zip(out.data.par_chunks(plane).zip(target.par_chunks(lh * lw)))
+            .for_each(|((s, g), (a, t))| {
+                for (dy, y) in (owned.local_y.start..owned.local_y.end).enumerate() {
+                    let local = y * out.w + owned.local_x.start;
+                    let global = (owned.global_y + dy) * lw + owned.global_x;
+                    let n = owned.local_x.len();
+                    let rows = g[local..local + n]
+                        .iter_mut()
+                        .zip(&a[local..local + n])
+                        .zip(&t[global..global + n]);
+                    for ((g, &x), &y) in rows {
+                        *s += (x.as_f64() - y.as_f64()).powi(2);
+                        *g += (x - y) * k;
+                    }
                 }
             })
     });
@@ -326,7 +395,9 @@ pub struct Objective<'a, T: Real = f32> {
     style: Vec<(usize, f64, Vec<T>)>,
     /// Buffers of an evaluation, kept between evaluations (locked by each: one evaluation
     /// already uses every core).
-    buffers: Mutex<(Workspace<T>, LossScratch<T>)>,
+    buffers: Mutex<(Workspace<T>, LossScratch<T>, tiled::TileBuffers<T>)>,
+    /// Evaluated tile by tile on this grid, when set.
+    tiles: Option<TileGrid>,
 }
 
 fn contiguous<T: Real>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
@@ -356,6 +427,18 @@ pub struct StyleGrams<T = f32> {
 impl<T: Real> StyleGrams<T> {
     /// Runs `image` (CHW, net space) through `vgg` to the deepest of `layers` with `pool`.
     pub fn compute(vgg: &Vgg<T>, image: &Array3<T>, layers: &[usize], pool: Pool) -> Result<Self> {
+        Self::compute_tiled(vgg, image, layers, pool, None)
+    }
+
+    /// `compute`, tile by tile when `tile` gives an owned tile side (the same matrices up to
+    /// rounding, in memory bounded by the tile).
+    pub fn compute_tiled(
+        vgg: &Vgg<T>,
+        image: &Array3<T>,
+        layers: &[usize],
+        pool: Pool,
+        tile: Option<usize>,
+    ) -> Result<Self> {
         let mut layers = layers.to_vec();
         layers.sort_unstable();
         layers.dedup();
@@ -365,6 +448,25 @@ impl<T: Real> StyleGrams<T> {
         vgg.check_input(image.shape(), depth)?;
         check_finite("style image", image)?;
         let (h, w) = (image.shape()[1], image.shape()[2]);
+        if let Some(side) = tile {
+            let grid = TileGrid::new(h, w, side, depth)?;
+            let mut bufs = tiled::TileBuffers::default();
+            tiled::tiled_grams(
+                vgg,
+                &contiguous(image),
+                &grid,
+                &layers,
+                pool,
+                &mut Workspace::new(),
+                &mut bufs,
+                &mut LossScratch::default(),
+                &mut None,
+            );
+            let grams = bufs.into_grams();
+            return Ok(StyleGrams {
+                layers: layers.into_iter().zip(grams).collect(),
+            });
+        }
         let acts = vgg.forward(&contiguous(image), h, w, depth, pool);
         let layers = layers
             .into_iter()
@@ -423,6 +525,19 @@ impl<'a, T: Real> Objective<'a, T> {
         styles: &[(&StyleGrams<T>, T)],
         config: &LossConfig,
     ) -> Result<Self> {
+        Self::with_style_grams_tiled(vgg, content, styles, config, None)
+    }
+
+    /// `with_style_grams`, evaluated tile by tile when `tile` gives an owned tile side (a
+    /// multiple of 16): the same objective and gradient up to rounding, in memory bounded by
+    /// the tile rather than the image (see [`crate::tiling`]).
+    pub fn with_style_grams_tiled(
+        vgg: &'a Vgg<T>,
+        content: &Array3<T>,
+        styles: &[(&StyleGrams<T>, T)],
+        config: &LossConfig,
+        tile: Option<usize>,
+    ) -> Result<Self> {
         config.validate()?;
         let content_idx = LossConfig::resolve(&config.content_layers, "content")?;
         let style_idx = LossConfig::resolve(&config.style_layers, "style")?;
@@ -432,12 +547,33 @@ impl<'a, T: Real> Objective<'a, T> {
         check_finite("content image", content)?;
         let shape = [shape[0], shape[1], shape[2]];
 
-        let acts = vgg.forward(&contiguous(content), shape[1], shape[2], depth, config.pool);
-        let content_targets = content_idx
-            .iter()
-            .map(|&(i, w)| (i, w, acts.layer(i).data.to_vec()))
-            .collect();
-        drop(acts);
+        let tiles = tile
+            .map(|side| TileGrid::new(shape[1], shape[2], side, depth))
+            .transpose()?;
+        let content_targets = match &tiles {
+            None => {
+                let acts =
+                    vgg.forward(&contiguous(content), shape[1], shape[2], depth, config.pool);
+                content_idx
+                    .iter()
+                    .map(|&(i, w)| (i, w, acts.layer(i).data.to_vec()))
+                    .collect()
+            }
+            Some(grid) => {
+                let mut layers: Vec<usize> = content_idx.iter().map(|t| t.0).collect();
+                layers.sort_unstable();
+                layers.dedup();
+                let outputs =
+                    tiled::tiled_outputs(vgg, &contiguous(content), grid, &layers, config.pool);
+                content_idx
+                    .iter()
+                    .map(|&(i, w)| {
+                        let k = layers.binary_search(&i).expect("a content layer");
+                        (i, w, outputs[k].clone())
+                    })
+                    .collect()
+            }
+        };
 
         if !style_idx.is_empty() && styles.is_empty() {
             return Err(Error::Config(
@@ -484,8 +620,14 @@ impl<'a, T: Real> Objective<'a, T> {
             shape,
             content: content_targets,
             style: style_targets,
-            buffers: Mutex::new((Workspace::new(), LossScratch::default())),
+            buffers: Mutex::new(Default::default()),
+            tiles,
         })
+    }
+
+    /// The tile grid of a tiled objective.
+    pub fn tile_grid(&self) -> Option<&TileGrid> {
+        self.tiles.as_ref()
     }
 
     /// The configuration this objective was built with.
@@ -533,9 +675,37 @@ impl<'a, T: Real> Objective<'a, T> {
         let cfg = &self.config;
         let xs = contiguous(x);
         let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        let (net, scratch) = &mut *buffers;
+        let (net, scratch, tile_buffers) = &mut *buffers;
+        let (content, style) = match &self.tiles {
+            Some(grid) => self.evaluate_tiled(grid, &xs, grad, net, tile_buffers, scratch, timings),
+            None => self.evaluate_whole(&xs, grad, net, scratch, timings),
+        };
+        let tv_scale = T::from_f64(cfg.tv_weight);
+        let tv = timed(timings, "tv loss", || {
+            tv_loss(&xs, (c, h, w), tv_scale, grad, scratch)
+        });
+        let total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv;
+        if !total.is_finite() {
+            return Err(Error::NonFinite(format!("objective is {total}")));
+        }
+        (eval.content, eval.style, eval.tv, eval.total) = (content, style, tv, total);
+        Ok(())
+    }
+
+    /// The untiled evaluation: content and style values, with their gradient written to
+    /// `grad`.
+    fn evaluate_whole(
+        &self,
+        xs: &[T],
+        grad: &mut [T],
+        net: &mut Workspace<T>,
+        scratch: &mut LossScratch<T>,
+        timings: &mut Option<Timings>,
+    ) -> (f64, f64) {
+        let cfg = &self.config;
+        let [_, h, w] = self.shape;
         self.vgg
-            .forward_into(&xs, h, w, self.depth, cfg.pool, net, timings);
+            .forward_into(xs, h, w, self.depth, cfg.pool, net, timings);
         // Losses are evaluated inside the backward pass, layer by layer, adding their
         // gradients to the one flowing down.
         let (mut content, mut style) = (0.0, 0.0);
@@ -557,16 +727,7 @@ impl<'a, T: Real> Objective<'a, T> {
                         });
                 }
             });
-        let tv_scale = T::from_f64(cfg.tv_weight);
-        let tv = timed(timings, "tv loss", || {
-            tv_loss(&xs, (c, h, w), tv_scale, grad, scratch)
-        });
-        let total = cfg.content_weight * content + cfg.style_weight * style + cfg.tv_weight * tv;
-        if !total.is_finite() {
-            return Err(Error::NonFinite(format!("objective is {total}")));
-        }
-        (eval.content, eval.style, eval.tv, eval.total) = (content, style, tv, total);
-        Ok(())
+        (content, style)
     }
 }
 
