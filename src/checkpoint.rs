@@ -71,6 +71,9 @@ pub struct Checkpoint {
     pub shape: [usize; 3],
     pub image: Vec<f32>,
     pub optimizer: OptimizerSnapshot,
+    /// Owned tile side the stage is evaluated with (`None`: whole), kept on resume so that
+    /// the rest of the stage is bitwise the uninterrupted run's.
+    pub tile: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +88,9 @@ struct Header {
     records: Vec<Record>,
     shape: [usize; 3],
     optimizer: OptimizerHeader,
+    /// Absent in checkpoints of untiled versions.
+    #[serde(default)]
+    tile: Option<usize>,
     /// Arrays in file order: name and element count.
     arrays: Vec<(String, usize)>,
 }
@@ -171,6 +177,7 @@ pub struct CheckpointView<'a> {
     pub shape: [usize; 3],
     pub image: &'a [f32],
     pub optimizer: OptimizerView<'a>,
+    pub tile: Option<usize>,
 }
 
 /// Passes bytes on to a writer and into a hash.
@@ -225,6 +232,7 @@ impl CheckpointView<'_> {
             records: self.records.to_vec(),
             shape: self.shape,
             optimizer,
+            tile: self.tile,
             arrays: arrays.iter().map(|(n, a)| (n.clone(), a.len())).collect(),
         };
         let header = serde_json::to_vec(&header).expect("a checkpoint header serialises");
@@ -278,6 +286,7 @@ impl Checkpoint {
                 },
                 OptimizerSnapshot::Lbfgs(st) => OptimizerView::Lbfgs(st),
             },
+            tile: self.tile,
         }
     }
 
@@ -459,6 +468,7 @@ impl Checkpoint {
             shape: header.shape,
             image,
             optimizer,
+            tile: header.tile,
         })
     }
 
@@ -526,6 +536,7 @@ mod tests {
             shape: [3, 4, 5],
             image,
             optimizer,
+            tile: Some(32),
         }
     }
 

@@ -202,6 +202,10 @@ pub struct Job {
     /// Also write the image every N steps of the last stage as `OUTPUT_STEM-<step>.EXT`
     /// (0: never).
     pub save_every: usize,
+    /// Evaluate in tiles owning this many pixels a side (a multiple of 16): the same
+    /// objective up to rounding in memory bounded by the tile. `None`: tiles only when the
+    /// whole image does not fit the memory budget, as large as fit.
+    pub tile: Option<usize>,
 }
 
 impl Default for Job {
@@ -233,6 +237,7 @@ impl Default for Job {
             original_colors: false,
             seed: 0,
             save_every: 0,
+            tile: None,
         }
     }
 }
@@ -372,11 +377,20 @@ impl Job {
                 self.init_ratio
             )));
         }
+        if let Some(side) = self.tile {
+            let align = crate::tiling::alignment(self.loss_config().depth()?);
+            if side == 0 || !side.is_multiple_of(align) {
+                return Err(config_err(format!(
+                    "--tile {side} must be a positive multiple of {align}"
+                )));
+            }
+        }
         Ok(())
     }
 
     /// The names of the settings in which `other` differs from this job, leaving out those
-    /// that cannot change the painted pixels (`output`, `output_depth`, `save_every`).
+    /// that cannot change the painted pixels (`output`, `output_depth`, `save_every`), and `tile`,
+    /// which changes them only by rounding (a resumed stage keeps the checkpoint's tiles).
     pub fn differences(&self, other: &Job) -> Vec<String> {
         let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
             (serde_json::to_value(self), serde_json::to_value(other))
@@ -385,8 +399,10 @@ impl Job {
         };
         a.iter()
             .filter(|(k, v)| {
-                !matches!(k.as_str(), "output" | "output_depth" | "save_every")
-                    && b.get(k.as_str()) != Some(v)
+                !matches!(
+                    k.as_str(),
+                    "output" | "output_depth" | "save_every" | "tile"
+                ) && b.get(k.as_str()) != Some(v)
             })
             .map(|(k, _)| k.replace('_', "-"))
             .collect()

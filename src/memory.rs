@@ -72,90 +72,203 @@ pub fn scaled(dims: (u32, u32), long: u32) -> (u64, u64) {
     (w, h)
 }
 
-/// The estimated peak memory of a painting and how it is made up.
+/// Bytes of one tile's buffers, owned side `side`, on an `h x w` image: the region's
+/// activations, the region and its gradient, a layer's owned activations packed for the Gram
+/// products and their gradient (conv1_1's 64 channels are the widest per pixel), the Gram
+/// partial products and the backward pass's spare buffer.
+fn tile_bytes(h: u64, w: u64, side: u64, depth: usize) -> u64 {
+    let halo = crate::tiling::halo(depth) as u64;
+    let (rh, rw) = ((side + 2 * halo).min(h), (side + 2 * halo).min(w));
+    let owned = side.min(h) * side.min(w);
+    network_bytes(rh, rw, depth) + 4 * (2 * 3 * rh * rw + 2 * 64 * owned + 2 * rh * rw) + 2 * owned
+}
+
+/// Bytes of the content targets: every content layer's output on the whole image.
+fn target_bytes(job: &Job, h: u64, w: u64) -> u64 {
+    let config = job.loss_config();
+    config
+        .content_layers
+        .iter()
+        .filter_map(|(name, _)| crate::vgg::layer_index(name))
+        .map(|i| 4 * width(i) * (h >> block(i)) * (w >> block(i)))
+        .sum()
+}
+
+/// The estimated peak memory of one stage and how it is made up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
-    /// Bytes at the peak (the largest stage).
+    /// Bytes at the peak.
     pub peak: u64,
-    /// The parts at that stage: network activations, optimiser state and image-sized vectors,
-    /// decoded inputs, weights, fixed overhead.
+    /// The parts: network activations (the whole image's, or one tile's), optimiser state and
+    /// image-sized vectors, decoded inputs, weights, fixed overhead.
     pub network: u64,
     pub optimizer: u64,
     pub inputs: u64,
     pub weights: u64,
     pub overhead: u64,
-    /// Width and height of the largest stage.
+    /// Width and height of the stage.
     pub width: u64,
     pub height: u64,
+    /// Owned side of the tiles it is evaluated in; `None`: the whole image at once.
+    pub tile: Option<usize>,
 }
 
-/// Estimates the peak memory of `job` on a content image of `content` (width, height) pixels
-/// and style images of `styles`, with `threads` workers.
-pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: usize) -> Estimate {
+/// A painting's memory plan: one estimate per stage, the largest first in `peak()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub stages: Vec<Estimate>,
+}
+
+impl Plan {
+    /// The stage with the largest peak.
+    pub fn peak(&self) -> &Estimate {
+        self.stages
+            .iter()
+            .max_by_key(|e| e.peak)
+            .expect("a job has at least one stage")
+    }
+}
+
+/// Estimates one stage of `job` at long side `size`, evaluated whole (`tile` `None`) or in
+/// tiles of owned side `tile`.
+fn stage_estimate(
+    job: &Job,
+    content: (u32, u32),
+    styles: &[(u32, u32)],
+    threads: usize,
+    size: u32,
+    tile: Option<usize>,
+) -> Estimate {
     let depth = job.loss_config().depth().unwrap_or(LAYER_NAMES.len());
     let decoded: u64 = std::iter::once(content)
         .chain(styles.iter().copied())
         .map(|(w, h)| w as u64 * h as u64 * 3 * 4)
         .sum();
-    let mut best: Option<Estimate> = None;
-    for size in job.stage_sizes() {
-        let (w, h) = scaled(content, size);
-        let pixels = 3 * w * h * 4;
-        // The style images' forward passes run before the painting's, in buffers freed (and,
-        // being large, handed back to the system) before it starts: the larger one counts.
-        let side = job.style_side(size).unwrap_or(size);
-        let style_net = styles
-            .iter()
-            .map(|&d| {
-                let (sw, sh) = scaled(d, side);
-                network_bytes(sh, sw, depth)
-            })
-            .max()
-            .unwrap_or(0);
+    let (w, h) = scaled(content, size);
+    let pixels = 3 * w * h * 4;
+    let net = |h: u64, w: u64| match tile {
+        None => network_bytes(h, w, depth),
+        Some(side) => tile_bytes(h, w, side as u64, depth),
+    };
+    // The style images' forward passes run before the painting's, in buffers freed (and,
+    // being large, handed back to the system) before it starts: the larger one counts.
+    let side = job.style_side(size).unwrap_or(size);
+    let style_net = styles
+        .iter()
+        .map(|&d| {
+            let (sw, sh) = scaled(d, side);
+            net(sh, sw)
+        })
+        .max()
+        .unwrap_or(0);
+    let vectors = match tile {
         // Image, content, gradient, the evaluated copy, the content targets, the decoded and
         // resized stage images, the callbacks' copies: ten image-sized vectors fit the peaks
         // measured at 256..2048 px (README, Reliability).
-        let vectors = 10 * pixels;
-        let optimizer = match job.optimizer {
-            Optimizer::Adam => 2 * pixels,
-            // The full history of pairs s and y (reached after `history` iterations), the
-            // gradient, trial gradients and copies the line search passes around, the next
-            // point, and the direction in f64.
-            Optimizer::Lbfgs => (2 * job.history as u64 + 7) * pixels + 2 * pixels,
-        };
-        let e = Estimate {
-            network: network_bytes(h, w, depth).max(style_net),
-            optimizer: optimizer + vectors,
-            inputs: decoded,
-            weights: weight_bytes(depth),
-            overhead: BASE_BYTES + SCRATCH_BYTES_PER_THREAD * threads as u64,
-            width: w,
-            height: h,
-            peak: 0,
-        };
-        let peak = e.network + e.optimizer + e.inputs + e.weights + e.overhead;
-        if best.as_ref().is_none_or(|b| peak > b.peak) {
-            best = Some(Estimate { peak, ..e });
-        }
-    }
-    best.expect("a job has at least one stage")
+        None => 10 * pixels,
+        // Counted one by one for print sizes, where each is large: image, gradient, content,
+        // one transient copy (the stage's resized content, then the callbacks' copies), and
+        // the content targets.
+        Some(_) => 4 * pixels + target_bytes(job, h, w),
+    };
+    let optimizer = match job.optimizer {
+        Optimizer::Adam => 2 * pixels,
+        // The full history of pairs s and y (reached after `history` iterations), the
+        // gradient, trial gradients and copies the line search passes around, the next
+        // point, and the direction in f64.
+        Optimizer::Lbfgs => (2 * job.history as u64 + 7) * pixels + 2 * pixels,
+    };
+    let mut e = Estimate {
+        network: net(h, w).max(style_net),
+        optimizer: optimizer + vectors,
+        inputs: decoded,
+        weights: weight_bytes(depth),
+        overhead: BASE_BYTES + SCRATCH_BYTES_PER_THREAD * threads as u64,
+        width: w,
+        height: h,
+        tile,
+        peak: 0,
+    };
+    e.peak = e.network + e.optimizer + e.inputs + e.weights + e.overhead;
+    e
 }
 
-/// [`estimate`] for the files a job names (their headers read, no pixels decoded), with the
-/// current rayon pool's threads.
-pub fn estimate_job(job: &Job) -> Result<Estimate> {
+/// Estimates the peak memory of `job` on a content image of `content` (width, height) pixels
+/// and style images of `styles`, with `threads` workers, every stage evaluated whole (or in
+/// the job's forced `--tile`).
+pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: usize) -> Estimate {
+    let stages = job
+        .stage_sizes()
+        .into_iter()
+        .map(|size| stage_estimate(job, content, styles, threads, size, job.tile))
+        .collect();
+    Plan { stages }.peak().clone()
+}
+
+/// Plans how each stage of `job` is evaluated within `limit` bytes (`None`: no limit): whole
+/// when that fits (the fast path), else in the largest tiles that fit; a forced `job.tile` is
+/// kept. Fails, with the figures and what to change, when even the smallest tile does not fit.
+pub fn plan(
+    job: &Job,
+    content: (u32, u32),
+    styles: &[(u32, u32)],
+    threads: usize,
+    limit: Option<u64>,
+    limit_is_given: bool,
+) -> Result<Plan> {
+    let align = crate::tiling::alignment(job.loss_config().depth().unwrap_or(LAYER_NAMES.len()));
+    let mut stages = Vec::new();
+    for size in job.stage_sizes() {
+        let at = |tile| stage_estimate(job, content, styles, threads, size, tile);
+        let whole = at(job.tile);
+        let fits = |e: &Estimate| limit.is_none_or(|l| e.peak <= l);
+        let chosen = if fits(&whole) {
+            whole
+        } else if job.tile.is_some() {
+            return Err(too_big(job, &whole, limit, limit_is_given));
+        } else {
+            // The tile workspace grows with the side: the largest side that fits.
+            let long = whole.width.max(whole.height) as usize;
+            let mut side = long.next_multiple_of(align);
+            loop {
+                let e = at(Some(side));
+                if fits(&e) {
+                    break e;
+                }
+                if side <= align {
+                    return Err(too_big(job, &e, limit, limit_is_given));
+                }
+                side -= align;
+            }
+        };
+        stages.push(chosen);
+    }
+    Ok(Plan { stages })
+}
+
+/// The memory a run may use: `budget` when given, else what the machine (or cgroup) has
+/// available less a margin for the rest of the system (5%, at least 256 MiB).
+pub fn limit(budget: Option<u64>) -> Option<u64> {
+    budget.or_else(|| available().map(|a| a.saturating_sub((a / 20).max(256 << 20))))
+}
+
+/// [`plan`] for the files a job names (their headers read, no pixels decoded), with the
+/// current rayon pool's threads, within `budget` (`None`: what is available, see [`limit`]).
+pub fn plan_job(job: &Job, budget: Option<u64>) -> Result<Plan> {
     let content = image_dimensions(&job.content)?;
     let styles = job
         .styles
         .iter()
         .map(|p| image_dimensions(p))
         .collect::<Result<Vec<_>>>()?;
-    Ok(estimate(
+    plan(
         job,
         content,
         &styles,
         rayon::current_num_threads(),
-    ))
+        limit(budget),
+        budget.is_some(),
+    )
 }
 
 /// Reads an image file's dimensions from its header alone (no pixels decoded).
@@ -241,15 +354,10 @@ pub fn parse_size(text: &str) -> Result<u64> {
     Ok((n * factor as f64) as u64)
 }
 
-/// Refuses `job` when its estimate exceeds `budget` (or, without one, what the machine has
-/// available), with both figures and the settings that would make it fit.
-pub fn check(job: &Job, estimate: &Estimate, budget: Option<u64>) -> Result<()> {
-    let Some(limit) = budget.or_else(available) else {
-        return Ok(());
-    };
-    if estimate.peak <= limit {
-        return Ok(());
-    }
+/// The error for a stage that does not fit `limit` even in its smallest tiles (or in the
+/// forced ones), with the figures and the settings that would make it fit.
+fn too_big(job: &Job, e: &Estimate, limit: Option<u64>, limit_is_given: bool) -> Error {
+    let limit = limit.unwrap_or(0);
     let hint = match job.optimizer {
         Optimizer::Lbfgs => format!(
             "lower --size, --history {} -> {} or --optimizer adam",
@@ -258,20 +366,24 @@ pub fn check(job: &Job, estimate: &Estimate, budget: Option<u64>) -> Result<()> 
         ),
         Optimizer::Adam => "lower --size".into(),
     };
-    Err(Error::Memory(format!(
-        "a {}x{} painting needs about {} (network {}, optimiser and images {}), but only {} {}; {hint}",
-        estimate.width,
-        estimate.height,
-        human(estimate.peak),
-        human(estimate.network),
-        human(estimate.optimizer),
+    let tiles = match e.tile {
+        Some(side) => format!(" in {side}-pixel tiles"),
+        None => String::new(),
+    };
+    Error::Memory(format!(
+        "a {}x{} painting needs about {}{tiles} (network {}, optimiser and images {}), but only {} {}; {hint}",
+        e.width,
+        e.height,
+        human(e.peak),
+        human(e.network),
+        human(e.optimizer),
         human(limit),
-        if budget.is_some() {
+        if limit_is_given {
             "is allowed by --max-memory"
         } else {
             "is available"
         }
-    )))
+    ))
 }
 
 #[cfg(test)]
@@ -316,12 +428,42 @@ mod tests {
     fn an_impossible_size_is_refused_with_the_figures() {
         let mut job = Job::new("c", ["s"], "o.png");
         job.size = 16384;
-        let e = estimate(&job, (4000, 3000), &[(800, 600)], 2);
-        let err = check(&job, &e, Some(24 << 30)).unwrap_err().to_string();
+        let err = plan(&job, (4000, 3000), &[(800, 600)], 2, Some(2 << 30), true)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("16384x12288") && err.contains("GiB") && err.contains("--max-memory"),
+            err.contains("16384x12288") && err.contains("tiles") && err.contains("--max-memory"),
             "{err}"
         );
-        assert!(check(&job, &e, Some(e.peak)).is_ok());
+        let e = estimate(&job, (4000, 3000), &[(800, 600)], 2);
+        assert!(plan(&job, (4000, 3000), &[(800, 600)], 2, Some(e.peak), true).is_ok());
+    }
+
+    #[test]
+    fn a_tight_budget_picks_tiles_and_the_largest_that_fit() {
+        let mut job = Job::new("c", ["s"], "o.png");
+        job.size = 2048;
+        job.optimizer = Optimizer::Adam;
+        let dims = ((2048, 1536), [(800, 600)]);
+        let whole = estimate(&job, dims.0, &dims.1, 2);
+        assert_eq!(whole.tile, None);
+        let roomy = plan(&job, dims.0, &dims.1, 2, Some(whole.peak), true).unwrap();
+        assert_eq!(roomy.peak().tile, None, "whole when it fits");
+        let tight = plan(&job, dims.0, &dims.1, 2, Some(3 << 29), true).unwrap();
+        let e = tight.peak();
+        let side = e.tile.expect("tiled under 1.5 GiB");
+        assert!(e.peak <= 3 << 29 && side.is_multiple_of(16), "{e:?}");
+        let bigger = stage_estimate(&job, dims.0, &dims.1, 2, 2048, Some(side + 16));
+        assert!(bigger.peak > 3 << 29, "the largest side that fits");
+        // A forced tile is kept, and the stage's tile memory no longer grows with the image.
+        job.tile = Some(256);
+        let e4k = {
+            job.size = 4096;
+            estimate(&job, dims.0, &dims.1, 2)
+        };
+        job.size = 8192;
+        let e8k = estimate(&job, dims.0, &dims.1, 2);
+        assert_eq!((e4k.tile, e8k.tile), (Some(256), Some(256)));
+        assert_eq!(e4k.network, e8k.network);
     }
 }

@@ -30,6 +30,8 @@ pub enum Event<'a> {
         width: usize,
         height: usize,
         iterations: usize,
+        /// The stage's evaluation tiles: (owned side, count); `None`: the whole image at once.
+        tiles: Option<(usize, usize)>,
     },
     /// A step finished: its figures, and the step itself (with the current image).
     Step { record: Record, step: &'a Step<'a> },
@@ -222,8 +224,9 @@ impl<'v> Painter<'v> {
             )));
         }
         img::check_writable(&job.output)?;
-        // Before anything image-sized is allocated: refuse what cannot fit.
-        memory::check(job, &memory::estimate_job(job)?, control.max_memory)?;
+        // Before anything image-sized is allocated: refuse what cannot fit, and tile the
+        // stages whose whole image does not.
+        let plan = memory::plan_job(job, control.max_memory)?;
         let t0 = Instant::now();
         let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let content_bytes = read(&job.content)?;
@@ -272,10 +275,15 @@ impl<'v> Painter<'v> {
             content = img::rgb32f_to_net(&img::resize_long_side(&content_image, size));
             let (h, w) = (content.dim().1, content.dim().2);
             let side = job.style_side(size)?;
+            let resumed = control.resume.as_ref().filter(|ck| ck.stage == stage);
+            let tile = match resumed {
+                Some(ck) => ck.tile,
+                None => plan.stages[stage].tile,
+            };
             let ts = Instant::now();
             let grams = styles
                 .iter_mut()
-                .map(|s| self.style_grams(s, side, &style_layers, job, &mut on_event))
+                .map(|s| self.style_grams(s, side, &style_layers, job, tile, &mut on_event))
                 .collect::<Result<Vec<_>>>()?;
             style_seconds += ts.elapsed().as_secs_f64();
             let blended: Vec<(&StyleGrams<f32>, f32)> = grams
@@ -283,8 +291,8 @@ impl<'v> Painter<'v> {
                 .map(|g| &**g)
                 .zip(blend.iter().copied())
                 .collect();
-            let objective = Objective::with_style_grams(self.vgg, &content, &blended, &config)?;
-            let resumed = control.resume.as_ref().filter(|ck| ck.stage == stage);
+            let objective =
+                Objective::with_style_grams_tiled(self.vgg, &content, &blended, &config, tile)?;
             let (start, snapshot) = match (resumed, x.take()) {
                 (Some(ck), _) => {
                     if ck.shape != [3, h, w] {
@@ -313,6 +321,9 @@ impl<'v> Painter<'v> {
                 width: w,
                 height: h,
                 iterations: job.iterations,
+                tiles: objective
+                    .tile_grid()
+                    .map(|grid| (grid.side, grid.tiles.len())),
             })?;
             let last_stage = stage + 1 == sizes.len();
             let all_records = &mut records;
@@ -364,6 +375,7 @@ impl<'v> Painter<'v> {
                                 }
                                 OptimizerState::Lbfgs(st) => OptimizerView::Lbfgs(st),
                             },
+                            tile,
                         };
                         saver.restart(s.iteration);
                         match view.save(&saver.policy.path) {
@@ -505,6 +517,7 @@ impl<'v> Painter<'v> {
         side: u32,
         layers: &[usize],
         job: &Job,
+        tile: Option<usize>,
         on_event: &mut impl FnMut(&Event) -> Result<()>,
     ) -> Result<std::sync::Arc<StyleGrams<f32>>> {
         let key = StyleKey::new(
@@ -520,7 +533,7 @@ impl<'v> Painter<'v> {
             }
             let decoded = source.decoded.as_ref().expect("decoded just above");
             let net = img::rgb32f_to_net(&img::resize_long_side(decoded, side));
-            StyleGrams::compute(self.vgg, &net, layers, job.pool).map_err(|e| match e {
+            StyleGrams::compute_tiled(self.vgg, &net, layers, job.pool, tile).map_err(|e| match e {
                 Error::NonFinite(_) | Error::Shape(_) => Error::Image {
                     path: source.path.clone(),
                     detail: e.to_string(),

@@ -738,3 +738,94 @@ fn estimate_prints_memory_and_time_and_paints_nothing() {
     );
     assert!(names_in(f.out_dir()).is_empty());
 }
+
+/// Every channel value of a 16-bit PNG, as 0..1.
+fn decode16(path: &Path) -> Vec<f64> {
+    let img = image::open(path).unwrap().into_rgb16();
+    img.as_raw().iter().map(|&v| v as f64 / 65535.0).collect()
+}
+
+#[test]
+fn a_tiled_run_paints_the_untiled_picture() {
+    // Multi-scale, two styles, original colours, 16-bit output: every part of a painting
+    // through the tiled evaluation, against the whole-image one.
+    let f = Fixture::new();
+    for optimizer in ["adam", "lbfgs"] {
+        let run = |name: &str, tile: &[&str]| {
+            let out = f.out(name);
+            let mut extra = vec![
+                "--size",
+                "96",
+                "--scales",
+                "48",
+                "--optimizer",
+                optimizer,
+                "--init",
+                "noise",
+                "--original-colors",
+                "--output-depth",
+                "16",
+                "--threads",
+                "2",
+            ];
+            extra.extend_from_slice(tile);
+            let run = neural_style(f.args(&[&f.style, &f.style2], &out, 4, &extra));
+            assert_success(&run);
+            (decode16(&out), run.stderr)
+        };
+        let (whole, _) = run(&format!("{optimizer}-whole.png"), &[]);
+        let (tiled, log) = run(&format!("{optimizer}-tiled.png"), &["--tile", "32"]);
+        assert!(log.contains("at 96x80 in 9 tiles of 32 px"), "{log}");
+        let diffs: Vec<f64> = whole
+            .iter()
+            .zip(&tiled)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let worst = diffs.iter().fold(0.0f64, |m, &d| m.max(d));
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        eprintln!("{optimizer}: largest difference {worst:e}, mean {mean:e}");
+        match optimizer {
+            // Adam's steps are smooth in the gradient: rounding stays at rounding.
+            "adam" => assert!(worst <= 2.0 / 65535.0, "adam: differs by {worst}"),
+            // L-BFGS's line search can take another branch on a rounding-level difference, so
+            // a few pixels move further; the picture stays the same.
+            _ => assert!(
+                worst < 2.0 / 255.0 && mean < 1e-4,
+                "lbfgs: {worst}, mean {mean}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_budget_below_the_whole_image_is_met_with_tiles() {
+    let f = Fixture::new();
+    let mut job = neural_style::Job::new(&f.content, [&f.style], f.out("o.png"));
+    job.size = 400;
+    let whole = neural_style::memory::estimate(&job, (96, 80), &[(72, 72)], 2);
+    assert_eq!(whole.tile, None);
+    let budget = format!("{}M", (whole.peak - whole.network / 2) >> 20);
+    let out = f.out("tiled.png");
+    let run = neural_style(f.args(
+        &[&f.style],
+        &out,
+        2,
+        &["--size", "400", "--max-memory", &budget, "--threads", "2"],
+    ));
+    assert_success(&run);
+    assert!(run.stderr.contains(" tiles of "), "{}", run.stderr);
+    decode(&out, ImageFormat::Png);
+    // A budget the image-sized state alone exceeds: refused before any work, in one line.
+    let run = neural_style(f.args(
+        &[&f.style],
+        &f.out("none.png"),
+        2,
+        &["--size", "4000", "--max-memory", "600M"],
+    ));
+    assert_clean_failure(
+        &run,
+        &["tiles", "600 MiB", "--max-memory"],
+        f.out_dir(),
+        &["tiled.png"],
+    );
+}

@@ -140,8 +140,9 @@ pub struct RunOptions {
     /// Print the losses every N steps (0: only at the end).
     #[arg(long, default_value_t = 50)]
     pub print_every: usize,
-    /// Memory the run may use (e.g. 1.5G, 800M); it is refused at once when its estimate is
-    /// larger. Default: what the machine (or its cgroup) has available.
+    /// Memory the run may use (e.g. 1.5G, 800M): a painting whose whole image does not fit is
+    /// evaluated in tiles that do (the same objective, exactly), and one that cannot fit even
+    /// so is refused at once. Default: what the machine (or its cgroup) has available, less 5%.
     #[arg(long, value_parser = parse_memory)]
     pub max_memory: Option<u64>,
     /// VGG-19 weights in the project's .npz format.
@@ -224,6 +225,10 @@ pub struct PaintOptions {
     /// Also write the image every N steps, as OUTPUT_STEM-<step>.EXT (0: never).
     #[arg(long, default_value_t = 0)]
     pub save_every: usize,
+    /// Evaluate in tiles owning N x N pixels (a multiple of 16), whatever the memory allows.
+    /// Default: tiles only when the whole image does not fit, as large as fit.
+    #[arg(long, value_name = "N")]
+    pub tile: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
@@ -286,6 +291,7 @@ impl PaintOptions {
             original_colors: self.original_colors,
             seed: self.seed,
             save_every: self.save_every,
+            tile: self.tile,
         }
     }
 }
