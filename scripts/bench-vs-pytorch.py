@@ -25,6 +25,10 @@ Options:
     --binary FILE          default target/release/neural-style (built with
                            `cargo build --release` if missing; --build rebuilds first)
     --engines ours,torch   run only some engines
+    --torch-layouts nchw,channels_last
+                           PyTorch memory layouts to run (default both); the table compares
+                           ours with the faster one and names it (channels_last is PyTorch's
+                           faster CPU layout for convolutions, what a user who cares would use)
     --repeat R             run each (ours, torch) pair R times, alternating, and pool the
                            timed steps (evens out other jobs' load on a shared machine)
     --stat median          per-step statistic in the table: median (default), min (the best
@@ -53,6 +57,9 @@ What is compared (DESIGN.md, "seed" configuration)
   resampling differences above: with the example JPEGs about 4e-3 at 512 (no resampling; the two
   JPEG decoders differ) and 3e-4 at 256; with the same images as PNG at 512, 4e-5, the 5
   significant digits ours prints. Speed does not depend on the start image.
+* Layouts: torch runs once per layout: NCHW (its default) and channels_last (weights, images
+  and the optimised tensor converted with `.contiguous(memory_format=torch.channels_last)`;
+  oneDNN then keeps the activations NHWC). The ratio column uses the faster layout's step.
 * Threads: ours `--threads T` (rayon); torch `torch.set_num_threads(T)` with OMP_NUM_THREADS and
   MKL_NUM_THREADS set to T in its environment.
 * Timing: both engines take W warm-up steps, then N timed steps; the figure is the median time
@@ -167,6 +174,8 @@ def torch_worker(args):
         for n in LAYERS
     ]
     del npz
+    layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+    weights = [(w.contiguous(memory_format=layout), b) for w, b in weights]
 
     def forward(x):
         feats = {}
@@ -186,6 +195,8 @@ def torch_worker(args):
 
     content = torch.from_numpy(load_net(args.content, args.size))[None]
     style = torch.from_numpy(load_net(args.style, args.size))[None]
+    content = content.contiguous(memory_format=layout)
+    style = style.contiguous(memory_format=layout)
     with torch.no_grad():
         fc = forward(content)
         content_targets = {n: fc[n].clone() for n, _ in CONTENT_LAYERS}
@@ -207,7 +218,7 @@ def torch_worker(args):
             js = js + wl * ((g - style_targets[n]) ** 2).sum() / (4.0 * c * c)
         return ALPHA * jc + BETA * js
 
-    x = content.clone().requires_grad_(True)
+    x = content.clone(memory_format=layout).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=LR, betas=(BETA1, BETA2), eps=EPS)
     setup = time.perf_counter() - t0
 
@@ -233,6 +244,7 @@ def torch_worker(args):
         "base_rss_mb": base_rss,
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "layout": args.layout,
         "torch_backends": {
             "mkl": torch.backends.mkl.is_available(),
             "mkldnn": torch.backends.mkldnn.is_available(),
@@ -326,9 +338,9 @@ def run_ours(args, size, threads, steps, tmp):
     }
 
 
-def run_torch(args, size, threads, steps):
+def run_torch(args, size, threads, steps, layout):
     cmd = [
-        sys.executable, os.path.abspath(__file__), "--torch-worker",
+        sys.executable, os.path.abspath(__file__), "--torch-worker", "--layout", layout,
         "--size", str(size), "--threads", str(threads), "--steps", str(steps),
         "--warmup", str(args.warmup), "--content", args.content, "--style", args.style,
         "--weights", args.weights,
@@ -393,6 +405,8 @@ def main():
     ap.add_argument("--binary", default=os.path.join(REPO, "target/release/neural-style"))
     ap.add_argument("--build", action="store_true", help="run cargo build --release first")
     ap.add_argument("--engines", default="ours,torch")
+    ap.add_argument("--torch-layouts", default="nchw,channels_last")
+    ap.add_argument("--layout", default="nchw", help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--stat", choices=("median", "min", "mean"), default="median")
     ap.add_argument("--json", default=None)
@@ -408,6 +422,9 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     engines = {e.strip() for e in args.engines.split(",") if e.strip()}
+    layouts = [l.strip() for l in args.torch_layouts.split(",") if l.strip()]
+    if not layouts or any(l not in ("nchw", "channels_last") for l in layouts):
+        sys.exit("error: --torch-layouts takes nchw and/or channels_last")
     if args.warmup < 0 or (args.steps is not None and args.steps < 1) or args.repeat < 1:
         sys.exit("error: --warmup must be >= 0, --steps and --repeat >= 1")
     for what, path in (("content", args.content), ("style", args.style)):
@@ -428,7 +445,7 @@ def main():
             for t in threads:
                 row = {"size": size, "threads": t, "warmup": args.warmup, "steps": steps,
                        "repeat": args.repeat}
-                runs = {"ours": [], "torch": []}
+                runs = {"ours": [], **{f"torch-{l}": [] for l in layouts}}
                 for rep in range(args.repeat):
                     tag = f"[{size} px, {t} threads, run {rep + 1}/{args.repeat}]"
                     if "ours" in engines:
@@ -436,12 +453,17 @@ def main():
                               file=sys.stderr, flush=True)
                         runs["ours"].append(run_ours(args, size, t, steps, tmp))
                     if "torch" in engines:
-                        print(f"{tag} torch: {args.warmup}+{steps} steps ...",
-                              file=sys.stderr, flush=True)
-                        runs["torch"].append(run_torch(args, size, t, steps))
+                        for l in layouts:
+                            print(f"{tag} torch {l}: {args.warmup}+{steps} steps ...",
+                                  file=sys.stderr, flush=True)
+                            runs[f"torch-{l}"].append(run_torch(args, size, t, steps, l))
                 for engine, rs in runs.items():
                     if rs:
                         row[engine] = merge_runs(rs, args.warmup)
+                # Compare with the faster PyTorch layout.
+                timed = [row[f"torch-{l}"] for l in layouts if row.get(f"torch-{l}")]
+                if timed:
+                    row["torch"] = min(timed, key=lambda r: r[f"s_per_step_{args.stat}"])
                 o, p = row.get("ours"), row.get("torch")
                 if o and p and o["shape"] and o["shape"] != p["shape"]:
                     sys.exit(f"error: image sizes differ: ours {o['shape']} torch {p['shape']} "
@@ -452,7 +474,7 @@ def main():
 
     header = (f"{'size':>5} {'HxW':>9} {'thr':>3} {'steps':>7} | {'ours s/step':>11} "
               f"{'torch s/step':>12} {'ratio':>6} | {'ours RSS MB':>11} {'torch RSS MB':>12} "
-              f"{'RSS ratio':>9} {'torch base':>10} | {'J1 rel diff':>11}")
+              f"{'RSS ratio':>9} {'torch base':>10} | {'J1 rel diff':>11} | torch per layout")
     print()
     print(header)
     print("-" * len(header))
@@ -470,10 +492,14 @@ def main():
               f"{fmt(so / sp if so and sp else None, '6.2f')} | "
               f"{fmt(mo, '11.0f')} {fmt(mp, '12.0f')} "
               f"{fmt(mo / mp if mo and mp else None, '9.2f')} {fmt(p.get('base_rss_mb'), '10.0f')} | "
-              f"{fmt(jd, '11.1e')}")
+              f"{fmt(jd, '11.1e')} | "
+              + ", ".join(f"{l} {fmt(r[f'torch-{l}'].get(f's_per_step_{args.stat}'), '.3f')}"
+                          + (" *" if r.get(f"torch-{l}") is p else "")
+                          for l in layouts if r.get(f"torch-{l}")))
     print()
     print(f"s/step: {args.stat} of the timed steps after the warm-up (setup excluded; --json "
-          "keeps every step); ratio = ours/torch, < 1 means we are faster.")
+          "keeps every step); ratio = ours/torch, < 1 means we are faster; torch = its faster "
+          "layout (marked *).")
     print("RSS: peak resident set of each engine's whole process (weights + activations + "
           "buffers + runtime);")
     print("     'torch base' is the torch process's RSS right after `import torch` (interpreter + "

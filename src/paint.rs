@@ -138,8 +138,8 @@ pub struct Control {
     pub cancel: Cancel,
     /// A checkpoint of this very job to continue from ([`Checkpoint::load`]).
     pub resume: Option<Checkpoint>,
-    /// The memory the painting may use ([`crate::memory::check`]); `None`: what the machine
-    /// or its cgroup has available.
+    /// The memory the painting may use ([`crate::memory::plan`]: stages that do not fit whole
+    /// are tiled); `None`: what the machine or its cgroup has available, less a margin.
     pub max_memory: Option<u64>,
 }
 
@@ -199,17 +199,19 @@ impl<'v> Painter<'v> {
         timings: &mut Option<Timings>,
         on_event: impl FnMut(&Event) -> Result<()> + Send,
     ) -> Result<Painting> {
-        self.paint_with(job, &Control::default(), timings, on_event)
+        self.paint_with(job, Control::default(), timings, on_event)
     }
 
     /// `paint` with checkpoints, a cancellation handle and a checkpoint to resume from
     /// ([`Control`]). A cancelled painting writes its checkpoint (when configured) and its
     /// current image to the output, then returns [`Error::Cancelled`]; resuming it paints
-    /// bitwise the picture the uninterrupted run paints.
+    /// bitwise the picture the uninterrupted run paints. `control` is taken by value so that a
+    /// checkpoint's image and optimiser state move into the run instead of being copied (at
+    /// print sizes an L-BFGS history is gigabytes).
     pub fn paint_with(
         &self,
         job: &Job,
-        control: &Control,
+        mut control: Control,
         timings: &mut Option<Timings>,
         mut on_event: impl FnMut(&Event) -> Result<()> + Send,
     ) -> Result<Painting> {
@@ -249,15 +251,21 @@ impl<'v> Painter<'v> {
             }
             _ => None,
         };
-        if let Some(ck) = &control.resume {
+        let mut resume = control.resume.take();
+        if let Some(ck) = &resume {
             self.check_resume(ck, job, &inputs)?;
         }
         let content_image = img::decode_bytes(&job.content, &content_bytes)?;
         let style_layers = config.style_indices()?;
         let blend = job.blend();
         let sizes = job.stage_sizes();
-        let (first_stage, mut records, mut evaluations, seconds_before) = match &control.resume {
-            Some(ck) => (ck.stage, ck.records.clone(), ck.evaluations, ck.seconds),
+        let (first_stage, mut records, mut evaluations, seconds_before) = match &mut resume {
+            Some(ck) => (
+                ck.stage,
+                std::mem::take(&mut ck.records),
+                ck.evaluations,
+                ck.seconds,
+            ),
             None => (0, Vec::new(), 0, 0.0),
         };
         let mut style_seconds = 0.0;
@@ -266,7 +274,7 @@ impl<'v> Painter<'v> {
         let mut content = Array3::zeros((3, 1, 1));
         let mut saver = control.checkpoint.as_ref().map(|p| Saver {
             policy: p,
-            last_step: control.resume.as_ref().map_or(0, |ck| ck.step),
+            last_step: resume.as_ref().map_or(0, |ck| ck.step),
             last_time: Instant::now(),
         });
         let fingerprint = self.vgg.fingerprint();
@@ -275,8 +283,11 @@ impl<'v> Painter<'v> {
             content = img::rgb32f_to_net(&img::resize_long_side(&content_image, size));
             let (h, w) = (content.dim().1, content.dim().2);
             let side = job.style_side(size)?;
-            let resumed = control.resume.as_ref().filter(|ck| ck.stage == stage);
-            let tile = match resumed {
+            let resumed = match &resume {
+                Some(ck) if ck.stage == stage => resume.take(),
+                _ => None,
+            };
+            let tile = match &resumed {
                 Some(ck) => ck.tile,
                 None => plan.stages[stage].tile,
             };
@@ -305,9 +316,9 @@ impl<'v> Painter<'v> {
                             ),
                         });
                     }
-                    let image = Array3::from_shape_vec((3, h, w), ck.image.clone())
+                    let image = Array3::from_shape_vec((3, h, w), ck.image)
                         .map_err(|e| Error::Shape(e.to_string()))?;
-                    (image, Some(ck.optimizer.clone()))
+                    (image, Some(ck.optimizer))
                 }
                 (None, Some(prev)) => (img::resize_net(&prev, w as u32, h as u32), None),
                 (None, None) => {

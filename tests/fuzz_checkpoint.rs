@@ -33,7 +33,7 @@ fn checkpoints() -> &'static [Vec<u8>; 2] {
                 ..Control::default()
             };
             Painter::new(&vgg)
-                .paint_with(&job, &control, &mut None, |_| Ok(()))
+                .paint_with(&job, control.clone(), &mut None, |_| Ok(()))
                 .unwrap();
             std::fs::read(&ck).unwrap()
         })

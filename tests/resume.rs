@@ -75,7 +75,7 @@ fn interrupted_and_resumed(vgg: &Vgg19, job: &Job, stop_after: usize, threads: u
     };
     let mut steps = 0;
     let first = in_pool(2, || {
-        painter.paint_with(job, &control, &mut None, |e| {
+        painter.paint_with(job, control.clone(), &mut None, |e| {
             if let Event::Step { .. } = e {
                 steps += 1;
                 if steps == stop_after {
@@ -103,7 +103,7 @@ fn interrupted_and_resumed(vgg: &Vgg19, job: &Job, stop_after: usize, threads: u
         ..Control::default()
     };
     in_pool(threads, || {
-        Painter::new(vgg).paint_with(job, &resumed, &mut None, |_| Ok(()))
+        Painter::new(vgg).paint_with(job, resumed, &mut None, |_| Ok(()))
     })
     .unwrap();
     std::fs::read(&job.output).unwrap()
@@ -113,13 +113,16 @@ fn interrupted_and_resumed(vgg: &Vgg19, job: &Job, stop_after: usize, threads: u
 fn a_cancelled_painting_resumes_bitwise_for_every_optimiser_and_schedule() {
     let f = Files::new();
     let tiny = data("tiny_vgg.npz");
-    for (optimizer, scales) in [
-        (Optimizer::Adam, vec![]),
-        (Optimizer::Lbfgs, vec![]),
-        (Optimizer::Adam, vec![24]),
-        (Optimizer::Lbfgs, vec![24, 32]),
+    for (optimizer, scales, tile) in [
+        (Optimizer::Adam, vec![], None),
+        (Optimizer::Lbfgs, vec![], None),
+        (Optimizer::Adam, vec![24], None),
+        (Optimizer::Lbfgs, vec![24, 32], None),
+        // Tiled stages resume bitwise too.
+        (Optimizer::Lbfgs, vec![24], Some(16)),
     ] {
         let mut job = f.job("full.png");
+        job.tile = tile;
         job.optimizer = optimizer;
         job.history = 3; // pairs retired before the stop
         job.scales = scales.clone();
@@ -135,7 +138,7 @@ fn a_cancelled_painting_resumes_bitwise_for_every_optimiser_and_schedule() {
             let got = interrupted_and_resumed(&vgg, &part, stop_after, threads);
             assert!(
                 got == want,
-                "{optimizer:?} scales {scales:?}: stopped after step {stop_after}, resumed on {threads} threads, differs"
+                "{optimizer:?} scales {scales:?} tile {tile:?}: stopped after step {stop_after}, resumed on {threads} threads, differs"
             );
         }
     }
@@ -153,7 +156,7 @@ fn a_checkpoint_of_other_settings_or_inputs_is_refused() {
         ..Control::default()
     };
     Painter::new(&vgg)
-        .paint_with(&job, &control, &mut None, |_| Ok(()))
+        .paint_with(&job, control.clone(), &mut None, |_| Ok(()))
         .unwrap();
     let ck = Checkpoint::load(&ck_path).unwrap();
     let resume = |job: &Job| {
@@ -162,7 +165,7 @@ fn a_checkpoint_of_other_settings_or_inputs_is_refused() {
             ..Control::default()
         };
         Painter::new(&vgg)
-            .paint_with(job, &control, &mut None, |_| Ok(()))
+            .paint_with(job, control.clone(), &mut None, |_| Ok(()))
             .unwrap_err()
             .to_string()
     };
@@ -179,7 +182,7 @@ fn a_checkpoint_of_other_settings_or_inputs_is_refused() {
         ..Control::default()
     };
     Painter::new(&vgg)
-        .paint_with(&moved, &control, &mut None, |_| Ok(()))
+        .paint_with(&moved, control.clone(), &mut None, |_| Ok(()))
         .unwrap();
     assert!(std::fs::read(f.path("elsewhere.png")).unwrap() == std::fs::read(&job.output).unwrap());
     // A changed style file.

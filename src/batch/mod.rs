@@ -303,7 +303,7 @@ fn paint_one(
         resume: None,
         max_memory: options
             .max_memory
-            .or_else(crate::memory::available)
+            .or_else(|| crate::memory::limit(None))
             .map(|m| m / options.jobs.max(1) as u64),
     };
     if ck_path.exists() && !options.overwrite {
@@ -326,7 +326,7 @@ fn paint_one(
         if let Some(dir) = job.output.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let attempt = |control: &Control| {
+        let attempt = |control: Control| {
             painter.paint_with(job, control, &mut None, |event| {
                 match event {
                     Event::Stage {
@@ -349,12 +349,18 @@ fn paint_one(
                 Ok(())
             })
         };
-        match attempt(&control) {
+        let resuming = control.resume.is_some();
+        let fresh = Control {
+            resume: None,
+            checkpoint: control.checkpoint.clone(),
+            cancel: control.cancel.clone(),
+            max_memory: control.max_memory,
+        };
+        match attempt(control) {
             // The inputs changed since the checkpoint: paint afresh.
-            Err(e @ Error::Checkpoint { .. }) if control.resume.is_some() => {
+            Err(e @ Error::Checkpoint { .. }) if resuming => {
                 warn(format!("{e}; starting over"));
-                control.resume = None;
-                attempt(&control)
+                attempt(fresh)
             }
             outcome => outcome,
         }
