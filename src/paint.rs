@@ -287,9 +287,17 @@ impl<'v> Painter<'v> {
                 Some(ck) if ck.stage == stage => resume.take(),
                 _ => None,
             };
-            let tile = match &resumed {
-                Some(ck) => ck.tile,
-                None => plan.stages[stage].tile,
+            let tile = match (&resumed, plan.stages[stage].tile) {
+                // The checkpoint's stage ran whole, but this budget does not allow it: tiles
+                // it must be (the same objective up to rounding, so not bitwise the rest).
+                (Some(ck), Some(side)) if ck.tile.is_none() => {
+                    on_event(&Event::Warning(format!(
+                        "the checkpoint's stage ran untiled, which does not fit here: going on in {side}-pixel tiles (equal up to rounding, not bitwise)"
+                    )))?;
+                    Some(side)
+                }
+                (Some(ck), _) => ck.tile,
+                (None, planned) => planned,
             };
             let ts = Instant::now();
             let grams = styles
