@@ -113,7 +113,7 @@ pub struct Estimate {
     pub tile: Option<usize>,
 }
 
-/// A painting's memory plan: one estimate per stage, the largest first in `peak()`.
+/// A painting's memory plan: one estimate per stage (`peak()`: the largest).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub stages: Vec<Estimate>,

@@ -418,9 +418,9 @@ mod tests {
         let jobs = f
             .manifest(
                 "m.csv",
-                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend\n\
-                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3\n\
-                 b.png,s1.jpg,b-custom.jpg,,,,,,\n",
+                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend,tile\n\
+                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3,64\n\
+                 b.png,s1.jpg,b-custom.jpg,,,,,,,\n",
             )
             .unwrap();
         assert_eq!(jobs.len(), 2);
@@ -437,6 +437,8 @@ mod tests {
         assert!(a.original_colors);
         assert_eq!(a.scales, [64, 128]);
         assert_eq!(a.style_blend, Some(vec![0.7, 0.3]));
+        assert_eq!(a.tile, Some(64));
+        assert_eq!(b.tile, None);
         // Empty cells keep the batch's settings.
         let defaults = Job::default();
         assert_eq!(b.output, Path::new("/out/b-custom.jpg"));
