@@ -563,13 +563,22 @@ impl<'a, T: Real> Objective<'a, T> {
                 let mut layers: Vec<usize> = content_idx.iter().map(|t| t.0).collect();
                 layers.sort_unstable();
                 layers.dedup();
-                let outputs =
+                let mut outputs =
                     tiled::tiled_outputs(vgg, &contiguous(content), grid, &layers, config.pool);
+                // Moved out, not copied (targets are image-sized at print sizes), unless a
+                // later term reads the same layer.
                 content_idx
                     .iter()
-                    .map(|&(i, w)| {
+                    .enumerate()
+                    .map(|(n, &(i, w))| {
                         let k = layers.binary_search(&i).expect("a content layer");
-                        (i, w, outputs[k].clone())
+                        let again = content_idx[n + 1..].iter().any(|t| t.0 == i);
+                        let target = if again {
+                            outputs[k].clone()
+                        } else {
+                            std::mem::take(&mut outputs[k])
+                        };
+                        (i, w, target)
                     })
                     .collect()
             }
