@@ -23,19 +23,26 @@ fn block(i: usize) -> u32 {
     [0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4][i]
 }
 
-/// Bytes of the activation arena (every post-ReLU output up to `depth`; the backward pass
-/// reuses it) and the pooled buffer, for an `h x w` input.
-fn network_bytes(h: u64, w: u64, depth: usize) -> u64 {
-    let mut arena = 0;
-    let mut pooled = 0;
-    for i in 0..depth {
-        let (bh, bw) = (h >> block(i), w >> block(i));
-        arena += width(i) * bh * bw;
-        if i > 0 && block(i) != block(i - 1) {
-            pooled = pooled.max(width(i - 1) * bh * bw);
-        }
-    }
-    4 * (arena + pooled)
+/// Bytes of one forward and backward pass on an `h x w` input: the outputs the losses read,
+/// the other layers' ReLU masks (bits), and the two gradient buffers, laid out as the
+/// workspace lays them out.
+fn network_bytes(job: &Job, h: u64, w: u64, depth: usize) -> u64 {
+    let shapes = (0..depth).map(|i| {
+        (
+            if i == 0 { 3 } else { width(i - 1) as usize },
+            width(i) as usize,
+        )
+    });
+    let config = job.loss_config();
+    let taps = config
+        .content_layers
+        .iter()
+        .chain(&config.style_layers)
+        .filter_map(|(name, _)| crate::vgg::layer_index(name));
+    let keep = crate::vgg::Keep::layers(taps).with_pool(job.pool, depth);
+    let (h, w) = (h as usize, w as usize);
+    let layout = crate::vgg::Layout::new(shapes, h, w, keep, &mut Vec::new());
+    4 * (layout.arena + 2 * layout.buffer) as u64 + 8 * layout.mask_words as u64
 }
 
 /// Parameters of the first `depth` layers.
@@ -73,14 +80,14 @@ pub fn scaled(dims: (u32, u32), long: u32) -> (u64, u64) {
 }
 
 /// Bytes of one tile's buffers, owned side `side`, on an `h x w` image: the region's
-/// activations, the region and its gradient, a layer's owned activations packed for the Gram
-/// products and their gradient (conv1_1's 64 channels are the widest per pixel), the Gram
-/// partial products and the backward pass's spare buffer.
-fn tile_bytes(h: u64, w: u64, side: u64, depth: usize) -> u64 {
+/// network pass, the region and its gradient, a layer's owned activations packed for the Gram
+/// products and their gradient (conv1_1's 64 channels are the widest per pixel) and the Gram
+/// partial products.
+fn tile_bytes(job: &Job, h: u64, w: u64, side: u64, depth: usize) -> u64 {
     let halo = crate::tiling::halo(depth) as u64;
     let (rh, rw) = ((side + 2 * halo).min(h), (side + 2 * halo).min(w));
     let owned = side.min(h) * side.min(w);
-    network_bytes(rh, rw, depth) + 4 * (2 * 3 * rh * rw + 2 * 64 * owned + 2 * rh * rw) + 2 * owned
+    network_bytes(job, rh, rw, depth) + 4 * (2 * 3 * rh * rw + 2 * 64 * owned) + 2 * owned
 }
 
 /// Bytes of the content targets: every content layer's output on the whole image.
@@ -147,8 +154,8 @@ fn stage_estimate(
     let (w, h) = scaled(content, size);
     let pixels = 3 * w * h * 4;
     let net = |h: u64, w: u64| match tile {
-        None => network_bytes(h, w, depth),
-        Some(side) => tile_bytes(h, w, side as u64, depth),
+        None => network_bytes(job, h, w, depth),
+        Some(side) => tile_bytes(job, h, w, side as u64, depth),
     };
     // The style images' forward passes run before the painting's, in buffers freed (and,
     // being large, handed back to the system) before it starts: the larger one counts.

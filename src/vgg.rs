@@ -1,6 +1,7 @@
 //! VGG-19's 16 convolution layers: the layer table, weight loading with validation, the forward
-//! pass that keeps every post-ReLU output (the taps, and what the backward pass needs), and the
-//! backward pass from tap gradients to the input pixels. The network is frozen: no weight
+//! pass that keeps the post-ReLU outputs the losses read (the taps) and only the ReLU masks of
+//! the others (all the backward pass needs: no weight gradients), and the backward pass from
+//! tap gradients to the input pixels. The network is frozen: no weight
 //! gradients are ever computed.
 
 use crate::error::{Error, Result};
@@ -8,7 +9,8 @@ use crate::gemm::Real;
 use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{
-    conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward, ConvScratch, Pool,
+    conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward,
+    relu_backward_masked, relu_mask, ConvScratch, Pool,
 };
 use crate::profile::Timings;
 use std::path::Path;
@@ -216,12 +218,14 @@ impl<T: Real> Vgg<T> {
     /// The caller checks the shape first (`check_input`).
     pub fn forward(&self, x: &[T], h: usize, w: usize, depth: usize, pool: Pool) -> Activations<T> {
         let mut ws = Workspace::new();
-        self.forward_into(x, h, w, depth, pool, &mut ws, &mut None);
+        self.forward_into(x, h, w, depth, pool, Keep::ALL, &mut ws, &mut None);
         ws
     }
 
     /// `forward` into the buffers of `ws` (reused when the shapes repeat, so a steady run
-    /// allocates nothing), charging each layer's time to `timings` when given.
+    /// allocates nothing), keeping the outputs of the layers in `keep` and only the ReLU
+    /// masks, as bits, of the others (all the backward pass needs of them). Charges each
+    /// layer's time to `timings` when given.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_into(
         &self,
@@ -230,39 +234,51 @@ impl<T: Real> Vgg<T> {
         w: usize,
         depth: usize,
         pool: Pool,
+        keep: Keep,
         ws: &mut Workspace<T>,
         timings: &mut Option<Timings>,
     ) {
-        ws.lay_out(&self.layers[..depth], h, w);
+        let shapes = self.layers[..depth].iter().map(|l| (l.cin, l.cout));
+        let layout = Layout::new(shapes, h, w, keep.with_pool(pool, depth), &mut ws.slots);
+        ws.lay_out(&layout);
         let Workspace {
             arena,
+            masks,
+            buffers,
             slots,
-            pooled,
             conv,
             ..
         } = ws;
+        let mut at = Place::Pixels;
         for (i, layer) in self.layers[..depth].iter().enumerate() {
             let out = slots[i];
-            let (done, rest) = arena.split_at_mut(out.offset);
-            let input: &[T] = match i.checked_sub(1).map(|p| slots[p]) {
-                None => x,
-                Some(prev) => {
-                    let prev_data = &done[prev.offset..][..prev.len()];
-                    if block_of(i) != block_of(i - 1) {
-                        resize(pooled, prev.c * out.h * out.w);
-                        timed(timings, "pool fwd", || {
-                            pool2x2(pool, prev_data, prev.c, prev.h, prev.w, pooled)
-                        });
-                        pooled
-                    } else {
-                        prev_data
-                    }
-                }
+            if i > 0 && block_of(i) != block_of(i - 1) {
+                let prev = slots[i - 1];
+                let to = at.other_buffer();
+                let (input, pooled) = places(x, arena, buffers, slots, at, to);
+                timed(timings, "pool fwd", || {
+                    pool2x2(
+                        pool,
+                        &input[..prev.len()],
+                        prev.c,
+                        prev.h,
+                        prev.w,
+                        &mut pooled[..prev.c * out.h * out.w],
+                    )
+                });
+                at = to;
+            }
+            let to = if out.kept {
+                Place::Kept(i)
+            } else {
+                at.other_buffer()
             };
-            let data = &mut rest[..out.len()];
+            let (input, data) = places(x, arena, buffers, slots, at, to);
+            let (cin, cout) = (layer.cin, layer.cout);
+            let input = &input[..cin * out.h * out.w];
+            let data = &mut data[..out.len()];
             timed(timings, format_args!("{} fwd", LAYER_NAMES[i]), || {
                 let bias = Some(layer.bias.as_slice());
-                let (cin, cout) = (layer.cin, layer.cout);
                 conv3x3(
                     input,
                     cin,
@@ -275,19 +291,21 @@ impl<T: Real> Vgg<T> {
                     conv,
                 );
                 relu(data);
+                if !out.kept {
+                    relu_mask(data, &mut masks[out.offset..][..out.mask_words()]);
+                }
             });
+            at = to;
         }
     }
 
     /// Gradient with respect to the input pixels, written to `grad_in` (`3 x h x w`), after
     /// `forward_into` ran on `ws`. Walking down from the deepest layer, it calls
-    /// `tap_grad(i, output, grad, timings)`, which adds the objective's gradient with respect to
-    /// layer `i`'s output to `grad`.
+    /// `tap_grad(i, output, grad, timings)` for every kept layer `i`, which adds the
+    /// objective's gradient with respect to layer `i`'s output to `grad`.
     ///
-    /// The pass reuses the forward pass's memory: once layer i is done, its output's place
-    /// takes the gradient with respect to its input, and the gradient below a pooling goes to
-    /// the places of layers two or more above it (all done by then), so the only extra buffer
-    /// is one deep-layer-sized `spare`. Afterwards `ws` holds gradients, not activations.
+    /// The gradient flows through two buffers of the widest layer's size: each layer reads
+    /// one and writes the other (pooling writes back into the first).
     pub fn backward_into<F>(
         &self,
         ws: &mut Workspace<T>,
@@ -300,70 +318,123 @@ impl<T: Real> Vgg<T> {
     {
         let Workspace {
             arena,
+            masks,
+            buffers,
             slots,
-            spare,
             conv,
-            ..
         } = ws;
         let depth = slots.len();
+        // Which buffer holds d J / d (layer i's output).
+        let mut at = 0;
+        buffers[at][..slots[depth - 1].len()].fill(T::zero());
         for i in (0..depth).rev() {
             let out = slots[i];
-            let len = out.len();
-            let (below, above) = arena.split_at_mut(out.offset + len);
-            let out_data = &mut below[out.offset..];
-            // d J / d out_i, before the ReLU: where layer i + 1 left the gradient with respect
-            // to its input, or (below a pooling, and at the top) in a free place.
-            let g: &mut [T] = if i + 1 == depth {
-                resize(spare, len);
-                spare.fill(T::zero());
-                spare
-            } else if block_of(i + 1) != block_of(i) {
-                let next = slots[i + 1];
-                let (from_above, free) = above.split_at_mut(next.len());
-                let from_above = &from_above[..out.c * (out.h / 2) * (out.w / 2)];
-                let g = if free.len() >= len {
-                    &mut free[..len]
-                } else {
-                    resize(spare, len);
-                    &mut spare[..]
-                };
-                timed(timings, "pool bwd", || {
-                    pool2x2_backward(pool, out_data, out.c, out.h, out.w, from_above, g)
-                });
-                g
+            let [first, second] = &mut *buffers;
+            let (g, free) = if at == 0 {
+                (first, second)
             } else {
-                &mut above[..len]
+                (second, first)
             };
-            let view = LayerOutput {
-                c: out.c,
-                h: out.h,
-                w: out.w,
-                data: out_data,
-            };
-            tap_grad(i, view, g, timings);
+            let g = &mut g[..out.len()];
+            let kept = out.kept.then(|| &arena[out.offset..][..out.len()]);
+            if let Some(data) = kept {
+                let view = LayerOutput {
+                    c: out.c,
+                    h: out.h,
+                    w: out.w,
+                    data,
+                };
+                tap_grad(i, view, g, timings);
+            }
             let layer = &self.layers[i];
             let (cin, h, w) = (layer.cin, out.h, out.w);
             timed(timings, format_args!("{} bwd", LAYER_NAMES[i]), || {
-                relu_backward(out_data, g);
-                // Layer i's output is no longer needed: its place takes the input gradient.
+                match kept {
+                    Some(data) => relu_backward(data, g),
+                    None => relu_backward_masked(&masks[out.offset..][..out.mask_words()], g),
+                }
                 let gin: &mut [T] = if i == 0 {
                     assert_eq!(grad_in.len(), cin * h * w, "pixel gradient");
                     &mut *grad_in
                 } else {
-                    &mut out_data[..cin * h * w]
+                    &mut free[..cin * h * w]
                 };
                 conv3x3_input_grad(g, out.c, h, w, &layer.weight, cin, gin, conv);
+            });
+            if i == 0 {
+                break;
+            }
+            if block_of(i) == block_of(i - 1) {
+                at = 1 - at;
+                continue;
+            }
+            // Below a pooling: back through it into the buffer this layer read.
+            let prev = slots[i - 1];
+            let input: &[T] = match pool {
+                Pool::Max => &arena[prev.offset..][..prev.len()],
+                Pool::Avg => &[],
+            };
+            let [first, second] = &mut *buffers;
+            let (g, from_above) = if at == 0 {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            timed(timings, "pool bwd", || {
+                pool2x2_backward(
+                    pool,
+                    input,
+                    prev.c,
+                    prev.h,
+                    prev.w,
+                    &from_above[..prev.c * h * w],
+                    &mut g[..prev.len()],
+                )
             });
         }
     }
 }
 
-/// Shape and place of one layer's output in a workspace's arena.
+/// Which layers' outputs a forward pass keeps (bit `i`: layer `i`); the others leave only
+/// their ReLU masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep(u16);
+
+impl Keep {
+    /// Every layer's output (tests, and callers that read arbitrary layers).
+    pub const ALL: Keep = Keep(u16::MAX);
+
+    /// The outputs of `layers`.
+    pub fn layers(layers: impl IntoIterator<Item = usize>) -> Keep {
+        Keep(layers.into_iter().fold(0, |bits, i| bits | 1 << i))
+    }
+
+    /// Whether layer `i`'s output is kept.
+    pub fn contains(self, i: usize) -> bool {
+        self.0 >> i & 1 == 1
+    }
+
+    /// `self` and what the backward pass of `pool` reads: max pooling finds each window's
+    /// maximum again in the output of the layer before it.
+    pub(crate) fn with_pool(self, pool: Pool, depth: usize) -> Keep {
+        match pool {
+            Pool::Avg => self,
+            Pool::Max => {
+                let before_pools = (1..depth).filter(|&i| block_of(i) != block_of(i - 1));
+                Keep(self.0 | Keep::layers(before_pools.map(|i| i - 1)).0)
+            }
+        }
+    }
+}
+
+/// Shape and place of one layer's output: its offset in the arena when kept, else the offset
+/// (in words) of its ReLU mask.
 #[derive(Clone, Copy, Debug, Default)]
-struct Slot {
+pub(crate) struct Slot {
     c: usize,
     h: usize,
     w: usize,
+    kept: bool,
     offset: usize,
 }
 
@@ -371,16 +442,135 @@ impl Slot {
     fn len(&self) -> usize {
         self.c * self.h * self.w
     }
+
+    fn mask_words(&self) -> usize {
+        self.len().div_ceil(64)
+    }
 }
 
-/// Buffers of one forward and backward pass, kept from pass to pass: the layers' outputs one
-/// after another in one arena (so the backward pass can reuse the places of several finished
-/// layers as one buffer), and the pooled input, spare gradient and convolution scratch.
+/// How large a forward pass's buffers are (and, in the slots it fills, where each layer's
+/// output goes): the same arithmetic serves the workspace and the memory guard.
+pub(crate) struct Layout {
+    /// Values of the kept outputs.
+    pub arena: usize,
+    /// 64-bit words of the other layers' ReLU masks.
+    pub mask_words: usize,
+    /// Values of each of the two gradient (and forward scratch) buffers.
+    pub buffer: usize,
+}
+
+impl Layout {
+    /// The layout of layers of `(cin, cout)` `shapes` on an `h x w` input, keeping `keep`
+    /// (which must hold what the pooling needs: `Keep::with_pool`); one slot per layer goes to
+    /// `slots`.
+    pub(crate) fn new(
+        shapes: impl Iterator<Item = (usize, usize)>,
+        h: usize,
+        w: usize,
+        keep: Keep,
+        slots: &mut Vec<Slot>,
+    ) -> Self {
+        slots.clear();
+        let mut layout = Layout {
+            arena: 0,
+            mask_words: 0,
+            buffer: 0,
+        };
+        let (mut h, mut w) = (h, w);
+        for (i, (cin, cout)) in shapes.enumerate() {
+            if i > 0 && block_of(i) != block_of(i - 1) {
+                (h, w) = (h / 2, w / 2);
+            }
+            let kept = keep.contains(i);
+            let mut slot = Slot {
+                c: cout,
+                h,
+                w,
+                kept,
+                offset: 0,
+            };
+            if kept {
+                slot.offset = layout.arena;
+                layout.arena += slot.len();
+            } else {
+                slot.offset = layout.mask_words;
+                layout.mask_words += slot.mask_words();
+            }
+            // A layer's output, or its input gradient (the pixels' is the caller's).
+            let input = if i == 0 { 0 } else { cin * h * w };
+            layout.buffer = layout.buffer.max(slot.len()).max(input);
+            slots.push(slot);
+        }
+        layout
+    }
+}
+
+/// Where a layer's input or output lives during the forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Pixels,
+    Kept(usize),
+    Buffer(usize),
+}
+
+impl Place {
+    /// A buffer that is not this place.
+    fn other_buffer(self) -> Place {
+        match self {
+            Place::Buffer(k) => Place::Buffer(1 - k),
+            _ => Place::Buffer(0),
+        }
+    }
+}
+
+/// The input at `from` (whole place) and the output at `to` (whole place), which differ.
+fn places<'a, T: Real>(
+    x: &'a [T],
+    arena: &'a mut [T],
+    buffers: &'a mut [Vec<T>; 2],
+    slots: &[Slot],
+    from: Place,
+    to: Place,
+) -> (&'a [T], &'a mut [T]) {
+    let kept = |arena: &'a [T], i: usize| &arena[slots[i].offset..][..slots[i].len()];
+    let [first, second] = buffers;
+    match (from, to) {
+        (Place::Kept(j), Place::Kept(i)) => {
+            // Outputs lie in network order, so the earlier layer's is below the split.
+            let (below, above) = arena.split_at_mut(slots[i].offset);
+            (kept(below, j), &mut above[..slots[i].len()])
+        }
+        (Place::Buffer(0), Place::Buffer(1)) => (first, second),
+        (Place::Buffer(1), Place::Buffer(0)) => (second, first),
+        (from, Place::Kept(i)) => {
+            let input: &[T] = match from {
+                Place::Pixels => x,
+                Place::Buffer(0) => first,
+                _ => second,
+            };
+            (input, &mut arena[slots[i].offset..][..slots[i].len()])
+        }
+        (from, Place::Buffer(k)) => {
+            let input: &[T] = match from {
+                Place::Pixels => x,
+                Place::Kept(j) => kept(arena, j),
+                _ => unreachable!("a buffer is not copied into itself"),
+            };
+            (input, if k == 0 { first } else { second })
+        }
+        (_, Place::Pixels) => unreachable!("the pixels are never written"),
+    }
+}
+
+/// Buffers of one forward and backward pass, kept from pass to pass: the kept outputs one
+/// after another in one arena, the other layers' ReLU masks as bits, two buffers through
+/// which the forward pass's other outputs and the backward pass's gradients flow, and the
+/// convolution scratch.
 pub struct Workspace<T: Real> {
     arena: Vec<T>,
+    masks: Vec<u64>,
+    buffers: [Vec<T>; 2],
     slots: Vec<Slot>,
-    pooled: Vec<T>,
-    spare: Vec<T>,
     conv: ConvScratch<T>,
 }
 
@@ -389,31 +579,20 @@ impl<T: Real> Workspace<T> {
     pub fn new() -> Self {
         Workspace {
             arena: Vec::new(),
+            masks: Vec::new(),
+            buffers: [Vec::new(), Vec::new()],
             slots: Vec::new(),
-            pooled: Vec::new(),
-            spare: Vec::new(),
             conv: ConvScratch::default(),
         }
     }
 
-    /// Places the outputs of `layers` on an `h x w` input.
-    fn lay_out(&mut self, layers: &[ConvLayer<T>], h: usize, w: usize) {
-        self.slots.clear();
-        let (mut h, mut w, mut offset) = (h, w, 0);
-        for (i, layer) in layers.iter().enumerate() {
-            if i > 0 && block_of(i) != block_of(i - 1) {
-                (h, w) = (h / 2, w / 2);
-            }
-            let slot = Slot {
-                c: layer.cout,
-                h,
-                w,
-                offset,
-            };
-            offset += slot.len();
-            self.slots.push(slot);
+    /// Sizes the buffers for `layout` (allocating only to grow).
+    fn lay_out(&mut self, layout: &Layout) {
+        resize(&mut self.arena, layout.arena);
+        self.masks.resize(layout.mask_words, 0);
+        for b in &mut self.buffers {
+            resize(b, layout.buffer);
         }
-        resize(&mut self.arena, offset);
     }
 
     /// Layers held (run by the last forward pass).
@@ -421,9 +600,10 @@ impl<T: Real> Workspace<T> {
         self.slots.len()
     }
 
-    /// Output of layer `i` from the last `forward_into` (until a `backward_into` reuses it).
+    /// Output of layer `i` from the last `forward_into`, which must have kept it.
     pub fn layer(&self, i: usize) -> LayerOutput<'_, T> {
         let s = self.slots[i];
+        assert!(s.kept, "{} was not kept", LAYER_NAMES[i]);
         LayerOutput {
             c: s.c,
             h: s.h,

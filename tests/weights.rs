@@ -379,3 +379,39 @@ fn real_weights_load() {
         Ok(_) => panic!("the real weights loaded with the tiny widths"),
     }
 }
+
+/// A pass that keeps only some outputs (and the other layers' ReLU masks as bits) gives the
+/// very gradient of one that keeps every output, for both poolings: the masks and the two
+/// gradient buffers lose nothing the backward pass needs.
+#[test]
+fn keeping_only_the_taps_changes_no_gradient_bit() {
+    use neural_style::vgg::{Keep, Workspace};
+    let vgg = Vgg::<f64>::load_layers(data("tiny_vgg.npz"), Some(&TINY_WIDTHS), 13).unwrap();
+    let (h, w) = (37, 42);
+    let x: Vec<f64> = (0..3 * h * w)
+        .map(|i| ((i * 7919) % 255) as f64 - 120.0)
+        .collect();
+    let taps = [0, 2, 4, 8, 9, 12];
+    let gradient = |pool: Pool, keep: Keep| {
+        let mut ws = Workspace::new();
+        vgg.forward_into(&x, h, w, 13, pool, keep, &mut ws, &mut None);
+        let mut grad = vec![0.0; x.len()];
+        let mut seen = Vec::new();
+        vgg.backward_into(&mut ws, pool, &mut grad, &mut None, |i, out, g, _| {
+            if taps.contains(&i) {
+                seen.push(i);
+                // Any tap gradient will do: the output itself, scaled per layer.
+                let s = 1.0 + i as f64;
+                g.iter_mut().zip(out.data).for_each(|(g, &o)| *g += s * o);
+            }
+        });
+        seen.sort_unstable();
+        assert_eq!(seen, taps, "{pool:?}: every tap is visited once");
+        grad
+    };
+    for pool in [Pool::Avg, Pool::Max] {
+        let all = gradient(pool, Keep::ALL);
+        assert!(all.iter().any(|&g| g != 0.0));
+        assert_eq!(gradient(pool, Keep::layers(taps)), all, "{pool:?}");
+    }
+}

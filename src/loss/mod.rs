@@ -10,7 +10,7 @@ use crate::gemm::{gemm_into, par_gemm, MatRef, Real};
 use crate::ops::Pool;
 use crate::profile::Timings;
 use crate::tiling::{Owned, TileGrid};
-use crate::vgg::{layer_index, timed, Vgg, Workspace};
+use crate::vgg::{layer_index, timed, Keep, Vgg, Workspace};
 use ndarray::Array3;
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -390,6 +390,8 @@ pub struct Objective<'a, T: Real = f32> {
     vgg: &'a Vgg<T>,
     config: LossConfig,
     depth: usize,
+    /// The layers the losses read: the only outputs an evaluation keeps.
+    taps: Keep,
     shape: [usize; 3],
     content: Vec<(usize, f64, Vec<T>)>,
     style: Vec<(usize, f64, Vec<T>)>,
@@ -456,6 +458,7 @@ impl<T: Real> StyleGrams<T> {
                 &contiguous(image),
                 &grid,
                 &layers,
+                Keep::layers(layers.iter().copied()),
                 pool,
                 &mut Workspace::new(),
                 &mut bufs,
@@ -467,7 +470,18 @@ impl<T: Real> StyleGrams<T> {
                 layers: layers.into_iter().zip(grams).collect(),
             });
         }
-        let acts = vgg.forward(&contiguous(image), h, w, depth, pool);
+        let mut acts = Workspace::new();
+        let keep = Keep::layers(layers.iter().copied());
+        vgg.forward_into(
+            &contiguous(image),
+            h,
+            w,
+            depth,
+            pool,
+            keep,
+            &mut acts,
+            &mut None,
+        );
         let layers = layers
             .into_iter()
             .map(|i| {
@@ -552,8 +566,10 @@ impl<'a, T: Real> Objective<'a, T> {
             .transpose()?;
         let content_targets = match &tiles {
             None => {
-                let acts =
-                    vgg.forward(&contiguous(content), shape[1], shape[2], depth, config.pool);
+                let mut acts = Workspace::new();
+                let keep = Keep::layers(content_idx.iter().map(|t| t.0));
+                let (x, [_, h, w]) = (contiguous(content), shape);
+                vgg.forward_into(&x, h, w, depth, config.pool, keep, &mut acts, &mut None);
                 content_idx
                     .iter()
                     .map(|&(i, w)| (i, w, acts.layer(i).data.to_vec()))
@@ -626,6 +642,7 @@ impl<'a, T: Real> Objective<'a, T> {
             vgg,
             config: config.clone(),
             depth,
+            taps: Keep::layers(content_idx.iter().chain(&style_idx).map(|t| t.0)),
             shape,
             content: content_targets,
             style: style_targets,
@@ -714,7 +731,7 @@ impl<'a, T: Real> Objective<'a, T> {
         let cfg = &self.config;
         let [_, h, w] = self.shape;
         self.vgg
-            .forward_into(xs, h, w, self.depth, cfg.pool, net, timings);
+            .forward_into(xs, h, w, self.depth, cfg.pool, self.taps, net, timings);
         // Losses are evaluated inside the backward pass, layer by layer, adding their
         // gradients to the one flowing down.
         let (mut content, mut style) = (0.0, 0.0);

@@ -12,7 +12,7 @@ use crate::gemm::{par_gemm, MatRef, Real};
 use crate::ops::Pool;
 use crate::profile::Timings;
 use crate::tiling::{Span, Tile, TileGrid};
-use crate::vgg::{block_of, timed, Vgg, Workspace};
+use crate::vgg::{block_of, timed, Keep, Vgg, Workspace};
 use rayon::prelude::*;
 
 /// Buffers of the tiled passes, reused from tile to tile and from evaluation to evaluation.
@@ -92,7 +92,7 @@ fn forward_tile<T: Real>(
     (h, w): (usize, usize),
     tile: &Tile,
     depth: usize,
-    pool: Pool,
+    (pool, keep): (Pool, Keep),
     input: &mut Vec<T>,
     ws: &mut Workspace<T>,
     timings: &mut Option<Timings>,
@@ -101,7 +101,7 @@ fn forward_tile<T: Real>(
         crop(x, (3, h, w), tile.region_y, tile.region_x, input)
     });
     let (rh, rw) = tile.region_dims();
-    vgg.forward_into(input, rh, rw, depth, pool, ws, timings);
+    vgg.forward_into(input, rh, rw, depth, pool, keep, ws, timings);
 }
 
 /// Positions of layer `layer` in the whole image of `grid`.
@@ -111,13 +111,14 @@ fn layer_positions(grid: &TileGrid, layer: usize) -> usize {
 }
 
 /// Pass 1: the Gram matrices `F F^T / n` of `x` at `layers` (distinct, ascending) into `grams`,
-/// tile by tile. The last tile's activations stay in `ws`.
+/// tile by tile, keeping `keep` (at least `layers`). The last tile's activations stay in `ws`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiled_grams<T: Real>(
     vgg: &Vgg<T>,
     x: &[T],
     grid: &TileGrid,
     layers: &[usize],
+    keep: Keep,
     pool: Pool,
     ws: &mut Workspace<T>,
     bufs: &mut TileBuffers<T>,
@@ -144,7 +145,7 @@ pub(crate) fn tiled_grams<T: Real>(
             (grid.height, grid.width),
             tile,
             depth,
-            pool,
+            (pool, keep),
             input,
             ws,
             timings,
@@ -193,6 +194,7 @@ pub(crate) fn tiled_outputs<T: Real>(
     let Some(depth) = layers.last().map(|&i| i + 1) else {
         return Vec::new();
     };
+    let keep = Keep::layers(layers.iter().copied());
     let mut ws = Workspace::new();
     let mut bufs = TileBuffers::default();
     let mut outputs: Vec<Vec<T>> = vec![Vec::new(); layers.len()];
@@ -204,7 +206,7 @@ pub(crate) fn tiled_outputs<T: Real>(
             dims,
             tile,
             depth,
-            pool,
+            (pool, keep),
             &mut bufs.input,
             &mut ws,
             &mut None,
@@ -259,7 +261,7 @@ impl<T: Real> Objective<'_, T> {
         layers.sort_unstable();
         layers.dedup();
         tiled_grams(
-            self.vgg, x, grid, &layers, cfg.pool, ws, bufs, scratch, timings,
+            self.vgg, x, grid, &layers, self.taps, cfg.pool, ws, bufs, scratch, timings,
         );
         let mut style = 0.0;
         bufs.diffs.resize_with(self.style.len(), Vec::new);
@@ -291,7 +293,7 @@ impl<T: Real> Objective<'_, T> {
                     (h, w),
                     tile,
                     self.depth,
-                    cfg.pool,
+                    (cfg.pool, self.taps),
                     input,
                     ws,
                     timings,

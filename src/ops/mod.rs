@@ -11,7 +11,7 @@ pub mod winograd;
 
 pub use conv::{conv3x3, conv3x3_input_grad, rotate_kernel, Conv3x3};
 pub use pool::{pool2x2, pool2x2_backward, Pool};
-pub use relu::{relu, relu_backward};
+pub use relu::{relu, relu_backward, relu_backward_masked, relu_mask};
 pub use scratch::{ConvScratch, Scratch};
 pub use winograd::{conv3x3_winograd, conv3x3_winograd_backward, Tile, WinogradKernel};
 

@@ -56,7 +56,8 @@ pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, o
 }
 
 /// Gradient with respect to the input: `grad_in` (c x h x w) from `grad_out` (c x h/2 x w/2).
-/// Max pooling routes each gradient to its window's argmax, recomputed from `input`.
+/// Max pooling routes each gradient to its window's argmax, recomputed from `input`; average
+/// pooling does not read `input` (it may be empty).
 pub fn pool2x2_backward<T: Real>(
     kind: Pool,
     input: &[T],
@@ -76,7 +77,10 @@ pub fn pool2x2_backward<T: Real>(
         .for_each(|(ch, gi)| {
             gi.fill(T::zero());
             let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
-            let plane = &input[ch * h * w..(ch + 1) * h * w];
+            let plane = match kind {
+                Pool::Max => &input[ch * h * w..(ch + 1) * h * w],
+                Pool::Avg => &[],
+            };
             for oy in 0..oh {
                 for ox in 0..ow {
                     let g = go[oy * ow + ox];
@@ -117,6 +121,12 @@ mod tests {
         pool2x2_backward(kind, &x, c, h, w, &wts, &mut g);
         let num = numeric_grad(&x, 1e-6, loss);
         assert!(max_rel_err(&g, &num) < 1e-8, "{kind:?}");
+        if kind == Pool::Avg {
+            // The forward output's place may hold no values (only ReLU masks are kept).
+            let mut without_input = vec![0.0; c * h * w];
+            pool2x2_backward(kind, &[], c, h, w, &wts, &mut without_input);
+            assert_eq!(without_input, g);
+        }
         // The dropped last row and column receive no gradient.
         for ch in 0..c {
             for x in 0..w {

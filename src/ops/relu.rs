@@ -1,4 +1,5 @@
-//! ReLU. The backward pass needs only the forward output: relu'(z) = [out > 0].
+//! ReLU. The backward pass needs only the forward output, or just its sign as bits:
+//! relu'(z) = [out > 0].
 
 use crate::gemm::Real;
 use rayon::prelude::*;
@@ -28,6 +29,36 @@ pub fn relu_backward<T: Real>(out: &[T], grad: &mut [T]) {
         });
 }
 
+/// Bit `k % 64` of `mask[k / 64]` set where `out[k] > 0`: the ReLU's derivative in 1/32 of
+/// the output's memory.
+pub fn relu_mask<T: Real>(out: &[T], mask: &mut [u64]) {
+    assert_eq!(mask.len(), out.len().div_ceil(64));
+    mask.par_chunks_mut(CHUNK / 64)
+        .zip(out.par_chunks(CHUNK))
+        .for_each(|(m, o)| {
+            for (word, values) in m.iter_mut().zip(o.chunks(64)) {
+                *word = values
+                    .iter()
+                    .enumerate()
+                    .fold(0, |bits, (b, &v)| bits | ((v > T::zero()) as u64) << b);
+            }
+        });
+}
+
+/// In place: grad *= [out > 0], with the ReLU's output given by its `relu_mask`.
+pub fn relu_backward_masked<T: Real>(mask: &[u64], grad: &mut [T]) {
+    assert_eq!(mask.len(), grad.len().div_ceil(64));
+    grad.par_chunks_mut(CHUNK)
+        .zip(mask.par_chunks(CHUNK / 64))
+        .for_each(|(g, m)| {
+            for (values, &word) in g.chunks_mut(64).zip(m) {
+                for (b, g) in values.iter_mut().enumerate() {
+                    *g = if word >> b & 1 == 1 { *g } else { T::zero() };
+                }
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +83,24 @@ mod tests {
         relu_backward(&out, &mut g);
         let num = numeric_grad(&x, 1e-6, loss);
         assert!(max_rel_err(&g, &num) < 1e-8);
+    }
+
+    #[test]
+    fn masked_backward_equals_backward_from_the_output() {
+        // Lengths off the 64-bit word and the parallel chunk exercise the partial words.
+        for n in [1, 63, 64, 65, CHUNK + 77] {
+            let mut out = noise(n, 5);
+            relu(&mut out);
+            let mut mask = vec![u64::MAX; n.div_ceil(64)];
+            relu_mask(&out, &mut mask);
+            let mut from_out = noise(n, 6);
+            let mut from_mask = from_out.clone();
+            relu_backward(&out, &mut from_out);
+            relu_backward_masked(&mask, &mut from_mask);
+            assert_eq!(from_out, from_mask, "n = {n}");
+            if n >= 64 {
+                assert!(from_mask.contains(&0.0) && from_mask.iter().any(|&g| g != 0.0));
+            }
+        }
     }
 }
