@@ -2,7 +2,7 @@
 //! colours, with progress, in about ten lines. Run from the repository root after
 //! `bash scripts/fetch-weights.sh`: `cargo run --release --example embed`.
 
-use neural_style::{Event, Job, Painter, Vgg19};
+use neural_style::{Event, Job, OriginalColors, Painter, Vgg19};
 
 fn main() -> Result<(), neural_style::Error> {
     let mut job = Job::new(
@@ -10,7 +10,8 @@ fn main() -> Result<(), neural_style::Error> {
         ["examples/starry-night.jpg"],
         "embedded.png",
     );
-    (job.size, job.scales, job.original_colors, job.iterations) = (384, vec![192], true, 50);
+    job.original_colors = OriginalColors::Luminance; // or Histogram: the styles take its colours
+    (job.size, job.scales, job.iterations) = (384, vec![192], 50);
     let vgg = Vgg19::load_for("weights/vgg19.npz", &job.loss_config())?;
     let painting = Painter::new(&vgg).paint(&job, &mut None, |event| {
         if let Event::Step { record: r, .. } = event {

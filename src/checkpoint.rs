@@ -548,6 +548,42 @@ mod tests {
         }
     }
 
+    /// `c`'s file as an older version wrote it: the header's `"original_colors":"NAME"` as the
+    /// boolean `old`, the header length and the checksum fixed.
+    fn with_old_colors(c: &Checkpoint, name: &str, old: &str) -> Vec<u8> {
+        let bytes = c.encode();
+        let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[16..16 + len]).unwrap();
+        let new = format!("\"original_colors\":\"{name}\"");
+        assert!(header.contains(&new), "{header}");
+        let header = header.replace(&new, &format!("\"original_colors\":{old}"));
+        let mut out = bytes[..12].to_vec();
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&bytes[16 + len..bytes.len() - 32]);
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    #[test]
+    fn checkpoints_of_older_versions_keep_their_colour_setting() {
+        use crate::job::OriginalColors;
+        for (mode, name, old) in [
+            (OriginalColors::Luminance, "luminance", "true"),
+            (OriginalColors::Off, "off", "false"),
+        ] {
+            let mut c = sample(false);
+            c.job.original_colors = mode;
+            let back = Checkpoint::decode(Path::new("x"), &with_old_colors(&c, name, old)).unwrap();
+            assert_eq!(back, c);
+            assert!(back.job.differences(&c.job).is_empty());
+        }
+        let mut c = sample(true);
+        c.job.original_colors = OriginalColors::Histogram;
+        assert_eq!(Checkpoint::decode(Path::new("x"), &c.encode()).unwrap(), c);
+    }
+
     #[test]
     fn damage_of_any_kind_is_a_clear_error() {
         let bytes = sample(true).encode();

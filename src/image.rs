@@ -328,6 +328,141 @@ pub fn original_colors(painted: &Array3<f32>, content: &Array3<f32>) -> Result<A
     Ok(out)
 }
 
+/// Mean and covariance of an image's RGB pixels (0..1 scale), in f64: what colour matching
+/// ([`match_colors`]) moves a style image to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorStats {
+    pub mean: [f64; 3],
+    /// Population covariance (divided by the pixel count), symmetric.
+    pub cov: [[f64; 3]; 3],
+}
+
+impl ColorStats {
+    /// The statistics of `img` (two passes, in f64, serial: the same bits on any thread count).
+    pub fn of(img: &Rgb32FImage) -> Result<Self> {
+        let n = img.pixels().len();
+        if n == 0 {
+            return Err(Error::Shape("colour statistics of an empty image".into()));
+        }
+        let mut mean = [0.0f64; 3];
+        for p in img.pixels() {
+            for (m, &v) in mean.iter_mut().zip(&p.0) {
+                *m += v as f64;
+            }
+        }
+        mean = mean.map(|m| m / n as f64);
+        let mut cov = [[0.0f64; 3]; 3];
+        for p in img.pixels() {
+            let d: [f64; 3] = std::array::from_fn(|c| p.0[c] as f64 - mean[c]);
+            for i in 0..3 {
+                for j in i..3 {
+                    cov[i][j] += d[i] * d[j];
+                }
+            }
+        }
+        let cov: [[f64; 3]; 3] =
+            std::array::from_fn(|i| std::array::from_fn(|j| cov[i.min(j)][i.max(j)] / n as f64));
+        let stats = ColorStats { mean, cov };
+        if !stats
+            .mean
+            .iter()
+            .chain(stats.cov.iter().flatten())
+            .all(|v| v.is_finite())
+        {
+            return Err(Error::NonFinite("colour statistics of an image".into()));
+        }
+        Ok(stats)
+    }
+}
+
+type Mat3 = [[f64; 3]; 3];
+
+fn mat_mul(a: &Mat3, b: &Mat3) -> Mat3 {
+    std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| a[i][k] * b[k][j]).sum()))
+}
+
+/// Eigenvalues and eigenvectors (the columns of the matrix) of a symmetric 3x3 matrix, by
+/// cyclic Jacobi rotations: exact to rounding for such a small matrix, and no dependency.
+fn symmetric_eigen(m: &Mat3) -> ([f64; 3], Mat3) {
+    let mut a = *m;
+    let mut v: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    let scale = a.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max);
+    for _sweep in 0..64 {
+        let off = a[0][1].abs() + a[0][2].abs() + a[1][2].abs();
+        if off <= 1e-30 * scale || off == 0.0 {
+            break;
+        }
+        for (p, q) in [(0, 1), (0, 2), (1, 2)] {
+            if a[p][q] == 0.0 {
+                continue;
+            }
+            // The rotation that zeroes a[p][q] (Numerical Recipes' stable form).
+            let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+            let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+            let t = if theta == 0.0 { 1.0 } else { t };
+            let c = 1.0 / (t * t + 1.0).sqrt();
+            let s = t * c;
+            let mut r: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+            r[p][p] = c;
+            r[q][q] = c;
+            r[p][q] = s;
+            r[q][p] = -s;
+            // a <- R^T a R, v <- v R
+            let rt: Mat3 = std::array::from_fn(|i| std::array::from_fn(|j| r[j][i]));
+            a = mat_mul(&rt, &mat_mul(&a, &r));
+            a[p][q] = 0.0;
+            a[q][p] = 0.0;
+            v = mat_mul(&v, &r);
+        }
+    }
+    ([a[0][0], a[1][1], a[2][2]], v)
+}
+
+/// `V f(L) V^T` for the eigen-decomposition `V L V^T` of the symmetric `m`.
+fn symmetric_fn(m: &Mat3, f: impl Fn(f64) -> f64) -> Mat3 {
+    let (l, v) = symmetric_eigen(m);
+    let fl = l.map(f);
+    std::array::from_fn(|i| {
+        std::array::from_fn(|j| (0..3).map(|k| v[i][k] * fl[k] * v[j][k]).sum())
+    })
+}
+
+/// Colour matching of a style image to a photograph, the "colour histogram matching" of Gatys
+/// et al. 2016 (Preserving Color in Neural Artistic Style Transfer): every pixel p becomes
+/// `A (p - mu_s) + mu_c` with `A = Sigma_c^(1/2) Sigma_s^(-1/2)` (symmetric roots), so the
+/// style gets the photograph's colour mean and covariance while its texture (what the Gram
+/// matrices see) is kept; then it is clamped to 0..1. A flat or constant-colour style (a
+/// singular covariance) is regularised by `1e-5` of its trace, at least `1e-10`, so it maps to
+/// the photograph's mean instead of infinity.
+pub fn match_colors(style: &mut Rgb32FImage, target: &ColorStats) -> Result<()> {
+    let source = ColorStats::of(style)?;
+    let trace = source.cov[0][0] + source.cov[1][1] + source.cov[2][2];
+    let eps = (1e-5 * trace).max(1e-10);
+    let mut reg = source.cov;
+    for (i, row) in reg.iter_mut().enumerate() {
+        row[i] += eps;
+    }
+    let inv_sqrt_s = symmetric_fn(&reg, |l| 1.0 / l.max(eps).sqrt());
+    let sqrt_c = symmetric_fn(&target.cov, |l| l.max(0.0).sqrt());
+    let a = mat_mul(&sqrt_c, &inv_sqrt_s);
+    if !a
+        .iter()
+        .flatten()
+        .chain(&target.mean)
+        .all(|v| v.is_finite())
+    {
+        return Err(Error::NonFinite("colour matching transform".into()));
+    }
+    for p in style.pixels_mut() {
+        let d: [f64; 3] = std::array::from_fn(|c| p.0[c] as f64 - source.mean[c]);
+        p.0 = std::array::from_fn(|i| {
+            let v = target.mean[i] + a[i][0] * d[0] + a[i][1] * d[1] + a[i][2] * d[2];
+            v.clamp(0.0, 1.0) as f32
+        });
+    }
+    Ok(())
+}
+
 /// Fails early (before minutes of work) if `output` cannot be written: an unsupported
 /// extension, a directory in its place, or a folder that is missing or refuses new files. The
 /// probe is a hidden file of our own, so no user file is touched.
@@ -451,6 +586,112 @@ mod tests {
             }
         }
         assert!(original_colors(&painted, &Array3::zeros((3, 2, 2))).is_err());
+    }
+
+    /// A pseudo-random image whose channels are correlated (by `mix`, which differs by seed
+    /// parity): `spread` around `centre`.
+    fn random_image(w: u32, h: u32, seed: u64, centre: [f32; 3], spread: f32) -> Rgb32FImage {
+        let mix: [[f32; 3]; 3] = if seed % 2 == 1 {
+            [[1.0, 0.0, 0.0], [0.6, 0.4, 0.0], [0.0, 0.3, -0.5]]
+        } else {
+            [[0.5, 0.0, -0.3], [0.0, 0.8, 0.0], [0.4, 0.2, 0.6]]
+        };
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        ImageBuffer::from_fn(w, h, |_, _| {
+            let u = [next(), next(), next()];
+            Rgb(std::array::from_fn(|i| {
+                centre[i] + spread * (0..3).map(|k| mix[i][k] * u[k]).sum::<f32>()
+            }))
+        })
+    }
+
+    fn max_rel_gap(a: &ColorStats, b: &ColorStats) -> (f64, f64) {
+        let norm = |m: &[[f64; 3]; 3]| m.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
+        let dcov: [[f64; 3]; 3] =
+            std::array::from_fn(|i| std::array::from_fn(|j| a.cov[i][j] - b.cov[i][j]));
+        let dmean = (0..3)
+            .map(|i| (a.mean[i] - b.mean[i]).abs())
+            .fold(0.0, f64::max);
+        let mean_norm = b.mean.iter().map(|v| v * v).sum::<f64>().sqrt();
+        (dmean / mean_norm, norm(&dcov) / norm(&b.cov))
+    }
+
+    #[test]
+    fn jacobi_decomposes_symmetric_matrices() {
+        let m = [[4.0, 1.0, -2.0], [1.0, 3.0, 0.5], [-2.0, 0.5, 6.0]];
+        let (l, v) = symmetric_eigen(&m);
+        for k in 0..3 {
+            for i in 0..3 {
+                let mv: f64 = (0..3).map(|j| m[i][j] * v[j][k]).sum();
+                assert!((mv - l[k] * v[i][k]).abs() < 1e-12, "{l:?}");
+            }
+        }
+        let root = symmetric_fn(&m, f64::sqrt);
+        let back = mat_mul(&root, &root);
+        assert!((0..9).all(|k| (back[k / 3][k % 3] - m[k / 3][k % 3]).abs() < 1e-12));
+    }
+
+    #[test]
+    fn matched_style_has_the_content_colour_mean_and_covariance() {
+        let content = random_image(90, 70, 1, [0.55, 0.45, 0.35], 0.3);
+        let mut style = random_image(64, 80, 2, [0.5, 0.5, 0.5], 0.8);
+        let target = ColorStats::of(&content).unwrap();
+        let before = max_rel_gap(&ColorStats::of(&style).unwrap(), &target);
+        assert!(before.0 > 0.1 && before.1 > 0.5, "{before:?}");
+        match_colors(&mut style, &target).unwrap();
+        assert!(
+            style.pixels().flat_map(|p| p.0).all(|v| v > 0.0 && v < 1.0),
+            "clamped"
+        );
+        let after = max_rel_gap(&ColorStats::of(&style).unwrap(), &target);
+        assert!(after.0 < 1e-5 && after.1 < 1e-3, "{after:?}");
+    }
+
+    #[test]
+    fn matching_an_image_to_itself_changes_nothing() {
+        let img = random_image(40, 30, 3, [0.5, 0.5, 0.5], 0.5);
+        let mut same = img.clone();
+        match_colors(&mut same, &ColorStats::of(&img).unwrap()).unwrap();
+        let worst = img
+            .pixels()
+            .zip(same.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |c| (a.0[c] - b.0[c]).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{worst}");
+    }
+
+    #[test]
+    fn flat_images_match_without_nan() {
+        let content = random_image(20, 20, 4, [0.5, 0.4, 0.3], 0.4);
+        let target = ColorStats::of(&content).unwrap();
+        // A constant style takes the photograph's mean colour.
+        let mut flat = Rgb32FImage::from_pixel(8, 6, Rgb([0.9, 0.1, 0.2]));
+        match_colors(&mut flat, &target).unwrap();
+        for p in flat.pixels() {
+            assert!(
+                (0..3).all(|c| (p.0[c] as f64 - target.mean[c]).abs() < 1e-5),
+                "{p:?}"
+            );
+        }
+        // A grey style (rank-1 covariance) and a constant photograph stay finite.
+        let mut grey = ImageBuffer::from_fn(9, 9, |x, _| Rgb([x as f32 / 8.0; 3]));
+        match_colors(&mut grey, &target).unwrap();
+        assert!(grey.pixels().flat_map(|p| p.0).all(|v| v.is_finite()));
+        let flat_target = ColorStats::of(&Rgb32FImage::from_pixel(3, 3, Rgb([0.2; 3]))).unwrap();
+        let mut style = content.clone();
+        match_colors(&mut style, &flat_target).unwrap();
+        assert!(style
+            .pixels()
+            .all(|p| p.0.iter().all(|&v| (v - 0.2).abs() < 1e-6)));
+        // No pixels: an error, not a panic.
+        assert!(ColorStats::of(&Rgb32FImage::new(0, 5)).is_err());
+        assert!(match_colors(&mut Rgb32FImage::new(0, 0), &target).is_err());
     }
 
     #[test]

@@ -27,6 +27,87 @@ pub enum Optimizer {
     Lbfgs,
 }
 
+/// How a painting keeps the photograph's colours (Gatys et al. 2016, "Preserving Color in
+/// Neural Artistic Style Transfer"). Serialised as `off`, `luminance` or `histogram`; `true` and
+/// `false` (what older versions wrote, e.g. in checkpoint headers), `yes`/`no` and `1`/`0` are
+/// read too, so old jobs, manifests and checkpoints still load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginalColors {
+    /// The painting takes the style's colours.
+    #[default]
+    Off,
+    /// After painting: the painting's luminance with the photograph's chroma (a per-pixel swap,
+    /// so the strokes keep their shading but none of the style's hues).
+    Luminance,
+    /// Before painting: every style image's colours are mapped to the photograph's mean and
+    /// covariance ([`crate::image::match_colors`]), so the style's textures are painted in the
+    /// photograph's palette; nothing is swapped afterwards.
+    Histogram,
+}
+
+impl std::str::FromStr for OriginalColors {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" | "0" => Ok(OriginalColors::Off),
+            "luminance" | "true" | "yes" | "1" => Ok(OriginalColors::Luminance),
+            "histogram" => Ok(OriginalColors::Histogram),
+            _ => Err(format!(
+                "'{s}' is not a colour method (off, luminance or histogram)"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OriginalColors {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = OriginalColors;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("off, luminance or histogram (or true / false)")
+            }
+
+            fn visit_bool<E: serde::de::Error>(
+                self,
+                v: bool,
+            ) -> std::result::Result<Self::Value, E> {
+                Ok(if v {
+                    OriginalColors::Luminance
+                } else {
+                    OriginalColors::Off
+                })
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+                match v {
+                    0 => Ok(OriginalColors::Off),
+                    1 => Ok(OriginalColors::Luminance),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<Self::Value, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// Where the optimisation starts. Serialised as one string: `content`, `noise`, `random`, or
 /// the path of an image file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -195,8 +276,8 @@ pub struct Job {
     pub init: InitSpec,
     /// Share of noise in the `noise` start image.
     pub init_ratio: f32,
-    /// Keep the photograph's colours: transfer only the painting's luminance.
-    pub original_colors: bool,
+    /// Keep the photograph's colours, and how.
+    pub original_colors: OriginalColors,
     /// Seed of the start noise.
     pub seed: u64,
     /// Also write the image every N steps of the last stage as `OUTPUT_STEM-<step>.EXT`
@@ -234,7 +315,7 @@ impl Default for Job {
             pool: Pool::Avg,
             init: InitSpec::Content,
             init_ratio: 0.6,
-            original_colors: false,
+            original_colors: OriginalColors::Off,
             seed: 0,
             save_every: 0,
             tile: None,
@@ -480,6 +561,60 @@ mod tests {
         assert_eq!(j.unwrap(), job());
         let e = Job::from_json(r#"{"content":"c","styles":["s"],"output":"o.png","sise":3}"#);
         assert!(matches!(e, Err(Error::Config(m)) if m.contains("sise")));
+    }
+
+    #[test]
+    fn original_colors_read_the_old_booleans_and_the_new_names() {
+        let with = |v: &str| {
+            Job::from_json(&format!(
+                r#"{{"content":"c.jpg","styles":["s.jpg"],"output":"out.png","original_colors":{v}}}"#
+            ))
+            .map(|j| j.original_colors)
+        };
+        // What older versions wrote (jobs, manifests, checkpoint headers).
+        assert_eq!(with("true").unwrap(), OriginalColors::Luminance);
+        assert_eq!(with("false").unwrap(), OriginalColors::Off);
+        for (name, mode) in [
+            ("off", OriginalColors::Off),
+            ("luminance", OriginalColors::Luminance),
+            ("histogram", OriginalColors::Histogram),
+        ] {
+            assert_eq!(with(&format!("\"{name}\"")).unwrap(), mode);
+            let mut j = job();
+            j.original_colors = mode;
+            assert!(j
+                .to_json()
+                .contains(&format!("\"original_colors\":\"{name}\"")));
+            assert_eq!(Job::from_json(&j.to_json()).unwrap(), j);
+        }
+        assert_eq!(with("1").unwrap(), OriginalColors::Luminance);
+        for bad in ["\"sepia\"", "2", "-1", "null", "[]"] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("original_colors") || e.contains("histogram"),
+                "{bad}: {e}"
+            );
+        }
+        assert!("sepia"
+            .parse::<OriginalColors>()
+            .unwrap_err()
+            .contains("histogram"));
+    }
+
+    #[test]
+    fn differences_name_a_changed_colour_method() {
+        let mut a = job();
+        a.original_colors = OriginalColors::Histogram;
+        let mut b = a.clone();
+        assert!(a.differences(&b).is_empty());
+        b.original_colors = OriginalColors::Luminance;
+        assert_eq!(a.differences(&b), ["original-colors"]);
+        // An old job's `true` is luminance, not a difference from it.
+        let old: Job = serde_json::from_str(
+            r#"{"content":"c.jpg","styles":["s.jpg"],"output":"out.png","original_colors":true}"#,
+        )
+        .unwrap();
+        assert!(b.differences(&old).is_empty());
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod vgg;
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use gemm::Real;
-pub use job::{InitSpec, Job, Layers, Optimizer};
+pub use job::{InitSpec, Job, Layers, Optimizer, OriginalColors};
 pub use loss::{Evaluation, LossConfig, Objective, StyleGrams};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};

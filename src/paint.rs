@@ -6,7 +6,7 @@
 use crate::checkpoint::{Checkpoint, CheckpointView, InputHash, OptimizerSnapshot, OptimizerView};
 use crate::error::{Error, Result};
 use crate::image as img;
-use crate::job::{InitSpec, Job, Optimizer};
+use crate::job::{InitSpec, Job, Optimizer, OriginalColors};
 use crate::loss::{Objective, StyleGrams};
 use crate::memory;
 use crate::optim::{Adam, Lbfgs, Stop};
@@ -43,7 +43,7 @@ pub enum Event<'a> {
 /// What a finished painting hands back (the output file is already written).
 #[derive(Debug, Clone)]
 pub struct Painting {
-    /// The optimised image, net space, before original colours are applied.
+    /// The optimised image, net space, before the luminance swap of original colours.
     pub image: Array3<f32>,
     /// Every step of every stage.
     pub records: Vec<Record>,
@@ -167,7 +167,16 @@ pub fn intermediate_path(output: &Path, step: usize) -> PathBuf {
 struct StyleSource {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// Decoded at full size (and colour-matched, for `OriginalColors::Histogram`) on the first
+    /// cache miss, then resized for each stage.
     decoded: Option<image::Rgb32FImage>,
+}
+
+/// What `--original-colors histogram` matches every style image to: the photograph's colour
+/// statistics and the hash of its file (part of the targets' cache key).
+struct ColorTarget {
+    stats: img::ColorStats,
+    content: [u8; 32],
 }
 
 impl<'v> Painter<'v> {
@@ -256,6 +265,16 @@ impl<'v> Painter<'v> {
             self.check_resume(ck, job, &inputs)?;
         }
         let content_image = img::decode_bytes(&job.content, &content_bytes)?;
+        // Histogram matching is done once per style at full size, before the per-stage resize,
+        // against the full-size photograph's statistics: every stage, style of a blend and
+        // tile then sees the same matched style.
+        let color_target = match job.original_colors {
+            OriginalColors::Histogram => Some(ColorTarget {
+                stats: img::ColorStats::of(&content_image)?,
+                content: *blake3::hash(&content_bytes).as_bytes(),
+            }),
+            OriginalColors::Off | OriginalColors::Luminance => None,
+        };
         let style_layers = config.style_indices()?;
         let blend = job.blend();
         let sizes = job.stage_sizes();
@@ -302,7 +321,10 @@ impl<'v> Painter<'v> {
             let ts = Instant::now();
             let grams = styles
                 .iter_mut()
-                .map(|s| self.style_grams(s, side, &style_layers, job, tile, &mut on_event))
+                .map(|s| {
+                    let target = color_target.as_ref();
+                    self.style_grams(s, side, &style_layers, job, tile, target, &mut on_event)
+                })
                 .collect::<Result<Vec<_>>>()?;
             style_seconds += ts.elapsed().as_secs_f64();
             let blended: Vec<(&StyleGrams<f32>, f32)> = grams
@@ -529,7 +551,9 @@ impl<'v> Painter<'v> {
         })
     }
 
-    /// One style image's targets at `side`, through the cache.
+    /// One style image's targets at `side`, through the cache; colour-matched to `colors`
+    /// when given (keyed by the photograph too).
+    #[allow(clippy::too_many_arguments)]
     fn style_grams(
         &self,
         source: &mut StyleSource,
@@ -537,6 +561,7 @@ impl<'v> Painter<'v> {
         layers: &[usize],
         job: &Job,
         tile: Option<usize>,
+        colors: Option<&ColorTarget>,
         on_event: &mut impl FnMut(&Event) -> Result<()>,
     ) -> Result<std::sync::Arc<StyleGrams<f32>>> {
         let key = StyleKey::new(
@@ -546,9 +571,20 @@ impl<'v> Painter<'v> {
             job.pool,
             self.vgg.fingerprint(),
         );
+        let key = match colors {
+            Some(target) => key.matched_to(&target.content),
+            None => key,
+        };
         let lookup = self.styles.get_or_compute(key, || {
             if source.decoded.is_none() {
-                source.decoded = Some(img::decode_bytes(&source.path, &source.bytes)?);
+                let mut decoded = img::decode_bytes(&source.path, &source.bytes)?;
+                if let Some(target) = colors {
+                    img::match_colors(&mut decoded, &target.stats).map_err(|e| Error::Image {
+                        path: source.path.clone(),
+                        detail: e.to_string(),
+                    })?;
+                }
+                source.decoded = Some(decoded);
             }
             let decoded = source.decoded.as_ref().expect("decoded just above");
             let net = img::rgb32f_to_net(&img::resize_long_side(decoded, side));
@@ -575,10 +611,11 @@ impl<'v> Painter<'v> {
     }
 }
 
-/// Writes an image with the job's output options (original colours, bit depth).
+/// Writes an image with the job's output options (the luminance swap of original colours, bit
+/// depth). Histogram-matched colours were applied to the styles before the run: nothing here.
 fn save(job: &Job, x: &Array3<f32>, content: &Array3<f32>, path: &Path) -> Result<()> {
     let recoloured;
-    let x = if job.original_colors {
+    let x = if job.original_colors == OriginalColors::Luminance {
         recoloured = img::original_colors(x, content)?;
         &recoloured
     } else {

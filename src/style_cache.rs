@@ -2,8 +2,8 @@
 //! for the life of a [`StyleCache`] and, with a directory, on disk between runs ("saved
 //! styles"). An entry is keyed by a hash of the style file's bytes and of everything the
 //! matrices depend on (side, style layers, pooling, the network's weights, this code's
-//! version), so a changed file or setting is a new key; a damaged entry fails its checksum and
-//! is recomputed, never trusted.
+//! version; for colour-matched styles also the photograph's hash), so a changed file or
+//! setting is a new key; a damaged entry fails its checksum and is recomputed, never trusted.
 //!
 //! File format (little-endian): magic `NSGRAMS\0`, version u32, the 32-byte key, layer count
 //! u32, then per layer its index u32, channel count c u32 and c*c f32; last the BLAKE3 of all
@@ -20,6 +20,9 @@ const MAGIC: &[u8; 8] = b"NSGRAMS\0";
 const VERSION: u32 = 1;
 /// Bumped when decoding, resizing or the Gram formula change, so old entries stop matching.
 const PIPELINE: &str = "neural-style style grams: decode, lanczos3 long side, F F^T / n, v1";
+
+/// Bumped when the colour matching of `--original-colors histogram` changes.
+const MATCHING: &str = "neural-style colour matching: full-size mean/covariance, v1";
 
 /// What a style's Gram matrices depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +46,17 @@ impl StyleKey {
         }
         h.update(&[pool as u8]);
         h.update(&weights);
+        StyleKey(*h.finalize().as_bytes())
+    }
+
+    /// The key of the same targets computed from the style colour-matched to a photograph
+    /// whose file hashes to `content` (BLAKE3 of its bytes): such targets depend on the
+    /// photograph too, so two photographs in one style must never share them.
+    pub fn matched_to(self, content: &[u8; 32]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(MATCHING.as_bytes());
+        h.update(&self.0);
+        h.update(content);
         StyleKey(*h.finalize().as_bytes())
     }
 
@@ -266,6 +280,11 @@ mod tests {
         assert_ne!(base, StyleKey::new(b, 256, &[0, 2], Pool::Avg, [8; 32]));
         // Order and repeats of the layers do not matter.
         assert_eq!(base, StyleKey::new(b, 256, &[2, 0, 2], Pool::Avg, w));
+        // Colour-matched targets: their own key, one per photograph.
+        let (p, q) = ([1; 32], [2; 32]);
+        assert_ne!(base.matched_to(&p), base);
+        assert_ne!(base.matched_to(&p), base.matched_to(&q));
+        assert_eq!(base.matched_to(&p), key(b).matched_to(&p));
     }
 
     #[test]

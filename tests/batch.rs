@@ -335,6 +335,55 @@ fn a_batch_item_is_bitwise_the_single_run_painting() {
 }
 
 #[test]
+fn histogram_colors_give_each_photo_its_own_style_targets() {
+    // Two photos in one style: the matched style depends on the photo, so the second item must
+    // not reuse the first one's targets (in memory or in the cache folder).
+    let inp = Inputs::new();
+    std::fs::remove_file(inp.path("photos/c.png")).unwrap();
+    std::fs::remove_file(inp.path("paintings/s2.jpg")).unwrap();
+    let cache = inp.path("cache");
+    let args = folder_batch(
+        &inp,
+        &[
+            "--original-colors",
+            "histogram",
+            "--style-cache",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let out = run(&strs(&args), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(inp.outputs(), ["a__s1.png", "b__s1.png"]);
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        2,
+        "one entry per photo"
+    );
+    for photo in ["a.png", "b.jpg"] {
+        let single = inp.path(&format!("single-{photo}.png"));
+        let mut args: Vec<String> = vec![
+            "--content".into(),
+            inp.path(&format!("photos/{photo}"))
+                .to_string_lossy()
+                .into(),
+            "--style".into(),
+            inp.path("paintings/s1.png").to_string_lossy().into(),
+            "--output".into(),
+            single.to_string_lossy().into(),
+        ];
+        args.extend(small(&["--original-colors", "histogram"]));
+        let out = run(&strs(&args), &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let stem = photo.split('.').next().unwrap();
+        assert!(
+            std::fs::read(inp.path(&format!("out/{stem}__s1.png"))).unwrap()
+                == std::fs::read(&single).unwrap(),
+            "the batch item of {photo} differs from its single run"
+        );
+    }
+}
+
+#[test]
 fn several_items_at_once_paint_the_same_pictures() {
     let inp = Inputs::new();
     std::fs::remove_file(inp.path("photos/c.png")).unwrap();

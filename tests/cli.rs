@@ -591,6 +591,150 @@ fn original_colors_keep_the_content_chroma() {
     );
 }
 
+/// Mean RGB (0..255) of an image.
+fn mean_rgb(img: &image::Rgb32FImage) -> [f64; 3] {
+    let mut sum = [0.0f64; 3];
+    for p in img.pixels() {
+        for (s, &v) in sum.iter_mut().zip(&p.0) {
+            *s += v as f64;
+        }
+    }
+    sum.map(|s| 255.0 * s / img.pixels().len() as f64)
+}
+
+#[test]
+fn histogram_colors_paint_in_the_photograph_palette() {
+    let f = Fixture::new();
+    let content = neural_style::image::resize_long_side(
+        &neural_style::image::decode(&f.content).unwrap(),
+        48,
+    );
+    let photo = mean_rgb(&content);
+    let mut outputs = Vec::new();
+    let mut gaps = Vec::new();
+    for (name, extra) in [
+        ("plain.png", &[][..]),
+        ("luminance.png", &["--original-colors", "luminance"][..]),
+        ("histogram.png", &["--original-colors", "histogram"][..]),
+    ] {
+        let run = neural_style(f.args(&[&f.style, &f.style2], &f.out(name), 10, extra));
+        assert_success(&run);
+        let out = image::open(f.out(name)).unwrap().into_rgb32f();
+        let mean = mean_rgb(&out);
+        gaps.push(
+            (0..3)
+                .map(|c| (mean[c] - photo[c]).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+        );
+        outputs.push(std::fs::read(f.out(name)).unwrap());
+    }
+    eprintln!("mean colour distance to the photograph (plain, luminance, histogram): {gaps:?}");
+    assert!(
+        outputs[2] != outputs[0],
+        "histogram equals no --original-colors"
+    );
+    assert!(outputs[2] != outputs[1], "histogram equals luminance");
+    assert!(
+        gaps[2] < gaps[0] / 2.0,
+        "histogram matching did not bring the photograph's colours: {gaps:?}"
+    );
+    // The bare flag still means luminance.
+    let run = neural_style(f.args(
+        &[&f.style, &f.style2],
+        &f.out("bare.png"),
+        10,
+        &["--original-colors"],
+    ));
+    assert_success(&run);
+    assert!(std::fs::read(f.out("bare.png")).unwrap() == outputs[1]);
+}
+
+#[test]
+fn a_tiled_histogram_run_paints_the_untiled_picture() {
+    // The matched styles' targets are computed in tiles too (and each stage's, and each
+    // style's of a blend): the same picture up to rounding.
+    let f = Fixture::new();
+    let run = |name: &str, tile: &[&str]| {
+        let mut extra = vec![
+            "--size",
+            "96",
+            "--scales",
+            "48",
+            "--optimizer",
+            "adam",
+            "--original-colors",
+            "histogram",
+            "--output-depth",
+            "16",
+        ];
+        extra.extend_from_slice(tile);
+        let run = neural_style(f.args(&[&f.style, &f.style2], &f.out(name), 3, &extra));
+        assert_success(&run);
+        decode16(&f.out(name))
+    };
+    let whole = run("whole.png", &[]);
+    let tiled = run("tiled.png", &["--tile", "32"]);
+    let worst = whole
+        .iter()
+        .zip(&tiled)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    assert!(worst <= 2.0 / 65535.0, "tiled differs by {worst}");
+}
+
+#[test]
+fn a_bad_colour_method_is_a_one_line_error() {
+    let f = Fixture::new();
+    let run = neural_style(f.args(
+        &[&f.style],
+        &f.out("out.png"),
+        3,
+        &["--original-colors", "sepia"],
+    ));
+    assert_clean_failure(
+        &run,
+        &["sepia", "--original-colors", "histogram"],
+        f.out_dir(),
+        &[],
+    );
+    assert_eq!(run.code, Some(2));
+}
+
+#[test]
+fn resuming_a_histogram_checkpoint_with_another_colour_method_is_refused() {
+    let f = Fixture::new();
+    let ck = f.out("ck.bin");
+    let ck_arg = ck.to_str().unwrap();
+    let run = neural_style(f.args(
+        &[&f.style],
+        &f.out("out.png"),
+        3,
+        &["--original-colors", "histogram", "--checkpoint", ck_arg],
+    ));
+    assert_success(&run);
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["--resume", ck_arg, "--weights"];
+        let weights = data("tiny_vgg.npz");
+        args.push(weights.to_str().unwrap());
+        args.extend_from_slice(extra);
+        neural_style(args)
+    };
+    for flag in [
+        &["--original-colors"][..],
+        &["--original-colors", "off"][..],
+    ] {
+        let run = resume(flag);
+        assert_clean_failure(
+            &run,
+            &["ck.bin", "--original-colors", "histogram"],
+            f.out_dir(),
+            &["ck.bin", "out.png"],
+        );
+    }
+    assert_success(&resume(&["--original-colors", "histogram"]));
+}
+
 #[test]
 fn multi_scale_run_reports_each_stage_and_ends_at_the_requested_size() {
     let f = Fixture::new();

@@ -9,7 +9,8 @@ mod common;
 use common::images::{checker, gradient, stripes};
 use common::{data, real_weights};
 use neural_style::{
-    Cancel, Checkpoint, CheckpointPolicy, Control, Error, Event, Job, Optimizer, Painter, Vgg19,
+    Cancel, Checkpoint, CheckpointPolicy, Control, Error, Event, Job, Optimizer, OriginalColors,
+    Painter, Vgg19,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -189,6 +190,43 @@ fn a_checkpoint_of_other_settings_or_inputs_is_refused() {
     stripes(70, 72).save(f.path("style.png")).unwrap();
     let e = resume(&job);
     assert!(e.contains("style.png changed"), "{e}");
+}
+
+#[test]
+fn a_histogram_checkpoint_resumes_only_with_histogram_colors() {
+    let f = Files::new();
+    let mut job = f.job("out.png");
+    job.original_colors = OriginalColors::Histogram;
+    job.optimizer = Optimizer::Adam;
+    let vgg = Vgg19::load_for(data("tiny_vgg.npz"), &job.loss_config()).unwrap();
+    in_pool(2, || Painter::new(&vgg).paint(&job, &mut None, |_| Ok(()))).unwrap();
+    let full = std::fs::read(&job.output).unwrap();
+    assert!(
+        interrupted_and_resumed(&vgg, &job, 3, 1) == full,
+        "resume is not bitwise"
+    );
+    // The checkpoint of that run, refused for another colour method.
+    let ck_path = f.path("ck.bin");
+    let control = Control {
+        checkpoint: Some(CheckpointPolicy::new(&ck_path)),
+        ..Control::default()
+    };
+    Painter::new(&vgg)
+        .paint_with(&job, control, &mut None, |_| Ok(()))
+        .unwrap();
+    for other in [OriginalColors::Luminance, OriginalColors::Off] {
+        let mut changed = job.clone();
+        changed.original_colors = other;
+        let control = Control {
+            resume: Some(Checkpoint::load(&ck_path).unwrap()),
+            ..Control::default()
+        };
+        let e = Painter::new(&vgg)
+            .paint_with(&changed, control, &mut None, |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("other settings: original-colors"), "{e}");
+    }
 }
 
 /// The real network at a small size, so a run lasts a few seconds: long enough to signal it

@@ -338,7 +338,7 @@ pub fn manifest(path: &Path, output_dir: &Path, template: &str, base: &Job) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Optimizer;
+    use crate::job::{Optimizer, OriginalColors};
 
     struct Files {
         dir: tempfile::TempDir,
@@ -434,7 +434,7 @@ mod tests {
             (a.size, a.style_weight, a.optimizer),
             (256, 100.0, Optimizer::Adam)
         );
-        assert!(a.original_colors);
+        assert_eq!(a.original_colors, OriginalColors::Luminance);
         assert_eq!(a.scales, [64, 128]);
         assert_eq!(a.style_blend, Some(vec![0.7, 0.3]));
         assert_eq!(a.tile, Some(64));
@@ -445,6 +445,51 @@ mod tests {
         assert_eq!(
             (b.size, b.style_weight),
             (defaults.size, defaults.style_weight)
+        );
+    }
+
+    #[test]
+    fn original_colors_cells_take_booleans_and_method_names() {
+        let f = Files::new();
+        let cells = [
+            ("yes", OriginalColors::Luminance),
+            ("true", OriginalColors::Luminance),
+            ("1", OriginalColors::Luminance),
+            ("Luminance", OriginalColors::Luminance),
+            ("no", OriginalColors::Off),
+            ("false", OriginalColors::Off),
+            ("0", OriginalColors::Off),
+            ("off", OriginalColors::Off),
+            ("histogram", OriginalColors::Histogram),
+        ];
+        let mut csv = String::from("content,style,output,original_colors\n");
+        for (i, (cell, _)) in cells.iter().enumerate() {
+            csv.push_str(&format!("a.jpg,s1.jpg,{i}.png,{cell}\n"));
+        }
+        let jobs = f.manifest("colors.csv", &csv).unwrap();
+        for (i, (cell, want)) in cells.iter().enumerate() {
+            let job = jobs.iter().find(|j| j.output.ends_with(format!("{i}.png")));
+            assert_eq!(job.unwrap().original_colors, *want, "{cell}");
+        }
+        let jobs = f
+            .manifest(
+                "colors.jsonl",
+                "{\"content\":\"a.jpg\",\"style\":\"s1.jpg\",\"output\":\"t.png\",\"original_colors\":true}\n\
+                 {\"content\":\"a.jpg\",\"style\":\"s1.jpg\",\"output\":\"h.png\",\"original_colors\":\"histogram\"}\n",
+            )
+            .unwrap();
+        assert_eq!(jobs[0].original_colors, OriginalColors::Histogram);
+        assert_eq!(jobs[1].original_colors, OriginalColors::Luminance);
+        let e = f
+            .manifest(
+                "bad.csv",
+                "content,style,original_colors\na.jpg,s1.jpg,sepia\n",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2: column 'original_colors'") && e.contains("histogram"),
+            "{e}"
         );
     }
 

@@ -1,7 +1,7 @@
 //! The command line's flags, and how they become a [`Job`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use neural_style::{InitSpec, Job, Layers, Optimizer, Pool};
+use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool};
 use std::path::PathBuf;
 
 /// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
@@ -173,9 +173,18 @@ pub struct PaintOptions {
     /// brush strokes).
     #[arg(long, default_value_t = 1.0)]
     pub style_scale: f64,
-    /// Keep the content's colours: transfer only the luminance of the painting.
-    #[arg(long)]
-    pub original_colors: bool,
+    /// Keep the photograph's colours: luminance (the flag alone) transfers only the
+    /// painting's luminance after the run; histogram matches each style image's colour mean
+    /// and covariance to the photograph's before it; off paints in the style's colours.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        num_args = 0..=1,
+        default_value_t = ColorsArg::Off,
+        default_missing_value = "luminance"
+    )]
+    pub original_colors: ColorsArg,
     /// Bits per channel of the output: 8, or 16 (PNG only) for print work.
     #[arg(long, default_value_t = 8, value_parser = parse_depth)]
     pub output_depth: u8,
@@ -237,6 +246,13 @@ pub enum OptimizerArg {
     Lbfgs,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum ColorsArg {
+    Off,
+    Luminance,
+    Histogram,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PoolArg {
     Avg,
@@ -288,7 +304,11 @@ impl PaintOptions {
             },
             init: InitSpec::from(self.init.clone()),
             init_ratio: self.init_ratio,
-            original_colors: self.original_colors,
+            original_colors: match self.original_colors {
+                ColorsArg::Off => OriginalColors::Off,
+                ColorsArg::Luminance => OriginalColors::Luminance,
+                ColorsArg::Histogram => OriginalColors::Histogram,
+            },
             seed: self.seed,
             save_every: self.save_every,
             tile: self.tile,
@@ -333,5 +353,43 @@ mod tests {
             b.paint.job("c".into(), vec!["s".into()], "o.png".into()),
             job
         );
+    }
+
+    #[test]
+    fn original_colors_takes_an_optional_method() {
+        let colors = |extra: &[&str]| {
+            let mut argv = vec!["neural-style", "--content", "c", "--style", "s"];
+            argv.extend_from_slice(extra);
+            argv.extend_from_slice(&["--output", "o.png"]);
+            Cli::try_parse_from(argv).map(|cli| {
+                cli.single
+                    .paint
+                    .job("c".into(), vec!["s".into()], "o.png".into())
+                    .original_colors
+            })
+        };
+        assert_eq!(colors(&[]).unwrap(), OriginalColors::Off);
+        // The bare flag keeps its old meaning, and the next flag is not taken as its value.
+        assert_eq!(
+            colors(&["--original-colors"]).unwrap(),
+            OriginalColors::Luminance
+        );
+        assert_eq!(
+            colors(&["--original-colors", "--size", "64"]).unwrap(),
+            OriginalColors::Luminance
+        );
+        assert_eq!(
+            colors(&["--original-colors", "histogram"]).unwrap(),
+            OriginalColors::Histogram
+        );
+        assert_eq!(
+            colors(&["--original-colors=luminance"]).unwrap(),
+            OriginalColors::Luminance
+        );
+        assert_eq!(
+            colors(&["--original-colors", "off"]).unwrap(),
+            OriginalColors::Off
+        );
+        assert!(colors(&["--original-colors", "sepia"]).is_err());
     }
 }
