@@ -37,6 +37,7 @@ pub mod npz;
 pub mod ops;
 pub mod optim;
 pub mod paint;
+pub mod preset;
 pub mod profile;
 pub mod progress;
 pub mod style_cache;
@@ -52,6 +53,7 @@ pub use loss::{Evaluation, LossConfig, Objective, StyleGrams};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
 pub use paint::{Cancel, CheckpointPolicy, Control, Event, Painter, Painting};
+pub use preset::Preset;
 pub use style_cache::StyleCache;
 pub use vgg::{Vgg, Vgg19};
 

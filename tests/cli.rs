@@ -973,3 +973,86 @@ fn a_budget_below_the_whole_image_is_met_with_tiles() {
         &["tiled.png"],
     );
 }
+
+#[test]
+fn a_preset_paints_what_its_flags_paint() {
+    // A preset is only a starting set of flags: spelled out, they give the same bytes, and a
+    // flag given with the preset still wins (here --iterations and --size, set by `args`).
+    let f = Fixture::new();
+    let tv = format!("{}", 1e-3 * (3.0 * 512.0 * 512.0) / 2.0);
+    let jcjohnson_layers = "relu1_1:0.0009765625,relu2_1:0.000244140625,relu3_1:0.00006103515625,\
+                            relu4_1:0.0000152587890625,relu5_1:0.0000152587890625";
+    let cases: [(&str, Vec<&str>); 2] = [
+        (
+            "seed",
+            vec![
+                "--optimizer",
+                "adam",
+                "--learning-rate",
+                "2",
+                "--init",
+                "noise",
+                "--init-ratio",
+                "0.6",
+                "--content-weight",
+                "10",
+                "--style-weight",
+                "40",
+                "--tv-weight",
+                "0",
+                "--pool",
+                "avg",
+            ],
+        ),
+        (
+            "jcjohnson",
+            vec![
+                "--optimizer",
+                "lbfgs",
+                "--history",
+                "100",
+                "--learning-rate",
+                "10",
+                "--content-weight",
+                "20",
+                "--style-weight",
+                "100",
+                "--tv-weight",
+                &tv,
+                "--content-layers",
+                "relu4_2",
+                "--style-layers",
+                jcjohnson_layers,
+                "--pool",
+                "max",
+                "--init",
+                "random",
+            ],
+        ),
+    ];
+    let plain = f.out("plain.png");
+    assert_success(&neural_style(f.args(&[&f.style], &plain, 3, &[])));
+    let plain = std::fs::read(plain).unwrap();
+    for (name, flags) in cases {
+        let (with_preset, spelled) = (
+            f.out(&format!("{name}.png")),
+            f.out(&format!("{name}-flags.png")),
+        );
+        assert_success(&neural_style(f.args(
+            &[&f.style],
+            &with_preset,
+            3,
+            &["--preset", name],
+        )));
+        assert_success(&neural_style(f.args(&[&f.style], &spelled, 3, &flags)));
+        let bytes = std::fs::read(&with_preset).unwrap();
+        assert!(
+            bytes == std::fs::read(&spelled).unwrap(),
+            "--preset {name} differs from its flags"
+        );
+        assert!(bytes != plain, "--preset {name} changed nothing");
+    }
+    let run = neural_style(f.args(&[&f.style], &f.out("x.png"), 1, &["--preset", "monet"]));
+    assert_eq!(run.code, Some(2));
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+}

@@ -270,7 +270,10 @@ fn row_job(
         .collect::<Result<_, String>>()?;
     fields.insert("styles".into(), Value::Array(styles));
     for (key, value) in &row.cells {
-        if matches!(key.as_str(), "content" | "style" | "styles" | "output") {
+        if matches!(
+            key.as_str(),
+            "content" | "style" | "styles" | "output" | "preset"
+        ) {
             continue;
         }
         let like = fields
@@ -287,6 +290,17 @@ fn row_job(
             .map_err(|e| format!("column '{key}': bad value {value} ({e})"))?;
     }
     let mut job: Job = serde_json::from_value(Value::Object(fields)).map_err(|e| e.to_string())?;
+    // A row's preset replaces the flags' settings, except those the row's own cells set.
+    if let Some(name) = text("preset")? {
+        let given: Vec<&str> = row
+            .cells
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let preset = crate::preset::Preset::named(&name).map_err(|e| e.to_string())?;
+        job = preset.under(&job, &given).map_err(|e| e.to_string())?;
+    }
     job.output = match text("output")? {
         Some(o) => resolve(output_dir, &o),
         None => output_dir.join(output_name(template, &job).map_err(|e| e.to_string())?),
@@ -339,6 +353,7 @@ pub fn manifest(path: &Path, output_dir: &Path, template: &str, base: &Job) -> R
 mod tests {
     use super::*;
     use crate::job::{Optimizer, OriginalColors};
+    use crate::ops::Pool;
 
     struct Files {
         dir: tempfile::TempDir,
@@ -410,6 +425,49 @@ mod tests {
             &Job::default(),
         );
         assert!(e.unwrap_err().to_string().contains("two items would write"));
+    }
+
+    #[test]
+    fn a_preset_column_sets_what_the_row_does_not() {
+        let f = Files::new();
+        let base = Job {
+            iterations: 9,
+            ..Job::default()
+        };
+        let write = |name: &str, text: &str| {
+            let path = f.dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let m = write(
+            "m.csv",
+            "content,style,preset,iterations\n\
+             a.jpg,s1.jpg,seed,\n\
+             b.png,s1.jpg,jcjohnson,5\n\
+             a.jpg,s2.png,,\n",
+        );
+        let jobs = manifest(&m, Path::new("/out"), DEFAULT_NAME, &base).unwrap();
+        let row = |content: &str, style: &str| {
+            let (c, s) = (f.dir.path().join(content), f.dir.path().join(style));
+            jobs.iter()
+                .find(|j| j.content == c && j.styles == [s.clone()])
+                .expect("a row's job")
+        };
+        let jobs = [
+            row("a.jpg", "s1.jpg"),
+            row("b.png", "s1.jpg"),
+            row("a.jpg", "s2.png"),
+        ];
+        let seed = crate::preset::Preset::Seed.job();
+        assert_eq!(
+            (jobs[0].optimizer, jobs[0].iterations, jobs[0].init.clone()),
+            (seed.optimizer, seed.iterations, seed.init)
+        );
+        assert_eq!((jobs[1].pool, jobs[1].iterations), (Pool::Max, 5));
+        assert_eq!(jobs[2].iterations, 9, "no preset: the batch's settings");
+        let bad = write("bad.csv", "content,style,preset\na.jpg,s1.jpg,monet\n");
+        let e = manifest(&bad, Path::new("/out"), DEFAULT_NAME, &base).unwrap_err();
+        assert!(e.to_string().contains("unknown preset 'monet'"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The command line's flags, and how they become a [`Job`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool};
+use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset};
 use std::path::PathBuf;
 
 /// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
@@ -153,6 +153,11 @@ pub struct RunOptions {
 /// Every setting of a painting; the defaults are `Job::default()`'s (a test checks).
 #[derive(Args, Debug)]
 pub struct PaintOptions {
+    /// Start from a named configuration: seed (the seed's Adam run), jcjohnson
+    /// (jcjohnson/neural-style's defaults mapped onto this engine) or default. Flags given
+    /// explicitly override it.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub preset: Option<Preset>,
     /// Long side of the output in pixels (style images are resized to the same long side).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=16384))]
     pub size: u32,
@@ -272,6 +277,19 @@ fn parse_depth(s: &str) -> std::result::Result<u8, String> {
 }
 
 impl PaintOptions {
+    /// `job` with the preset's settings (when one is given) wherever `matches` says the
+    /// flag was not given on the command line.
+    pub fn with_preset(&self, job: Job, matches: &clap::ArgMatches) -> neural_style::Result<Job> {
+        let Some(preset) = self.preset else {
+            return Ok(job);
+        };
+        let given: Vec<&str> = neural_style::preset::SETTINGS
+            .into_iter()
+            .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            .collect();
+        preset.under(&job, &given)
+    }
+
     /// The job these settings describe, for `content`, `styles` and `output`.
     pub fn job(&self, content: PathBuf, styles: Vec<PathBuf>, output: PathBuf) -> Job {
         Job {
@@ -319,6 +337,37 @@ impl PaintOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    #[test]
+    fn a_preset_fills_the_flags_not_given() {
+        let argv = [
+            "neural-style",
+            "--content",
+            "c",
+            "--style",
+            "s",
+            "--output",
+            "o.png",
+            "--preset",
+            "seed",
+            "--iterations",
+            "7",
+        ];
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        let paint = &cli.single.paint;
+        let job = paint
+            .with_preset(
+                paint.job("c".into(), vec!["s".into()], "o.png".into()),
+                &matches,
+            )
+            .unwrap();
+        let seed = Preset::Seed.job();
+        assert_eq!(job.iterations, 7);
+        assert_eq!((job.optimizer, job.init), (seed.optimizer, seed.init));
+        assert_eq!(job.content, PathBuf::from("c"));
+    }
 
     #[test]
     fn flag_defaults_are_the_job_defaults() {

@@ -103,11 +103,18 @@ fn resumed_job(ck: &Checkpoint, flags: &Job, given: impl Fn(&str) -> bool) -> Re
 
 fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-    let flags = s.paint.job(
-        s.content.clone().unwrap_or_default(),
-        s.styles.clone(),
-        s.output.clone().unwrap_or_default(),
-    );
+    let flags = s.paint.with_preset(
+        s.paint.job(
+            s.content.clone().unwrap_or_default(),
+            s.styles.clone(),
+            s.output.clone().unwrap_or_default(),
+        ),
+        matches,
+    )?;
+    // A preset's settings count as given: a resumed run must agree with them too.
+    let preset_given = s.paint.preset.is_some();
+    let given =
+        |id: &str| given(id) || (preset_given && neural_style::preset::SETTINGS.contains(&id));
     let resume = match &s.resume {
         Some(path) => {
             let ck = Checkpoint::load(path)?;
@@ -340,9 +347,10 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
 /// pass is about a third of an evaluation, and a tiled one runs it twice (less the last tile).
 const TILED_WORK: f64 = 1.3;
 
-fn batch_cmd(b: Batch) -> Result<ExitCode> {
+fn batch_cmd(b: Batch, matches: &clap::ArgMatches) -> Result<ExitCode> {
     let t0 = Instant::now();
     let base = b.paint.job(PathBuf::new(), Vec::new(), PathBuf::new());
+    let base = b.paint.with_preset(base, matches)?;
     let items = match (&b.manifest, &b.contents, &b.styles_dir) {
         (Some(m), _, _) => plan::manifest(m, &b.output_dir, &b.name, &base)?,
         (None, Some(c), Some(s)) => plan::pairs(c, s, &b.output_dir, &b.name, &base)?,
@@ -608,7 +616,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Some(Command::Batch(b)) => batch_cmd(b),
+        Some(Command::Batch(b)) => {
+            let sub = matches.subcommand_matches("batch").unwrap_or(&matches);
+            batch_cmd(b, sub)
+        }
         None => single(cli.single, &matches).map_err(|e| {
             match (&e, matches.get_one::<PathBuf>("resume")) {
                 (Error::Checkpoint { .. }, Some(path)) => with_path(e, path),
