@@ -371,7 +371,7 @@ impl<T: Real> Vgg<T> {
             // Below a pooling: back through it into the buffer this layer read.
             let prev = slots[i - 1];
             let input: &[T] = match pool {
-                Pool::Max => &arena[prev.offset..][..prev.len()],
+                Pool::Max | Pool::L2 => &arena[prev.offset..][..prev.len()],
                 Pool::Avg => &[],
             };
             let [first, second] = &mut *buffers;
@@ -414,12 +414,12 @@ impl Keep {
         self.0 >> i & 1 == 1
     }
 
-    /// `self` and what the backward pass of `pool` reads: max pooling finds each window's
-    /// maximum again in the output of the layer before it.
+    /// `self` and what the backward pass of `pool` reads: max and L2 pooling recompute each
+    /// window's maximum or norm from the output of the layer before it.
     pub(crate) fn with_pool(self, pool: Pool, depth: usize) -> Keep {
         match pool {
             Pool::Avg => self,
-            Pool::Max => {
+            Pool::Max | Pool::L2 => {
                 let before_pools = (1..depth).filter(|&i| block_of(i) != block_of(i - 1));
                 Keep(self.0 | Keep::layers(before_pools.map(|i| i - 1)).0)
             }

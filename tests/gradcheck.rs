@@ -67,3 +67,8 @@ fn objective_gradient_matches_finite_differences_avg_pool() {
 fn objective_gradient_matches_finite_differences_max_pool() {
     check(Pool::Max);
 }
+
+#[test]
+fn objective_gradient_matches_finite_differences_l2_pool() {
+    check(Pool::L2);
+}

@@ -96,7 +96,7 @@ fn tiny_vgg_f64_tiled_equals_untiled_to_1e10() {
     ];
     let x = noisy::<f64>(dims, 4, 0.0, 50.0);
     for config in tiny_configs() {
-        for pool in [Pool::Avg, Pool::Max] {
+        for pool in [Pool::Avg, Pool::Max, Pool::L2] {
             let config = LossConfig {
                 pool,
                 ..config.clone()

@@ -409,7 +409,7 @@ fn keeping_only_the_taps_changes_no_gradient_bit() {
         assert_eq!(seen, taps, "{pool:?}: every tap is visited once");
         grad
     };
-    for pool in [Pool::Avg, Pool::Max] {
+    for pool in [Pool::Avg, Pool::Max, Pool::L2] {
         let all = gradient(pool, Keep::ALL);
         assert!(all.iter().any(|&g| g != 0.0));
         assert_eq!(gradient(pool, Keep::layers(taps)), all, "{pool:?}");

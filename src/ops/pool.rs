@@ -1,5 +1,5 @@
-//! 2x2 stride-2 pooling (average or max), floor mode: an odd last row or column is dropped, and
-//! gets zero gradient, as in PyTorch.
+//! 2x2 stride-2 pooling (average, max or L2), floor mode: an odd last row or column is dropped,
+//! and gets zero gradient, as in PyTorch.
 
 use crate::gemm::Real;
 use rayon::prelude::*;
@@ -13,6 +13,10 @@ pub enum Pool {
     Avg,
     /// Max pooling, as in the original VGG.
     Max,
+    /// L2 pooling, the root mean square of the window: between average and max, and, like
+    /// average pooling, the identity on a constant window, so activation magnitudes keep the
+    /// scale the next layer's weights were trained on (PyTorch's `lp_pool2d(x, 2, 2) / 2`).
+    L2,
 }
 
 /// Index (0..4) of the max of a 2x2 window; the first wins ties.
@@ -24,6 +28,11 @@ fn argmax4<T: Real>(v: [T; 4]) -> usize {
         }
     }
     best
+}
+
+/// sqrt((a^2 + b^2 + c^2 + d^2) / 4).
+fn root_mean_square<T: Real>(v: [T; 4]) -> T {
+    ((v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]) * T::from_f64(0.25)).sqrt()
 }
 
 fn window<T: Real>(plane: &[T], w: usize, oy: usize, ox: usize) -> [T; 4] {
@@ -49,6 +58,7 @@ pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, o
                     o[oy * ow + ox] = match kind {
                         Pool::Avg => (v[0] + v[1] + v[2] + v[3]) * quarter,
                         Pool::Max => v[argmax4(v)],
+                        Pool::L2 => root_mean_square(v),
                     };
                 }
             }
@@ -56,8 +66,9 @@ pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, o
 }
 
 /// Gradient with respect to the input: `grad_in` (c x h x w) from `grad_out` (c x h/2 x w/2).
-/// Max pooling routes each gradient to its window's argmax, recomputed from `input`; average
-/// pooling does not read `input` (it may be empty).
+/// Max pooling routes each gradient to its window's argmax and L2 pooling scales it by
+/// `x_i / (4 y)`, both recomputed from `input`; average pooling does not read `input` (it may
+/// be empty). A window of zeros gets zero gradient under L2 pooling (its subgradient at 0).
 pub fn pool2x2_backward<T: Real>(
     kind: Pool,
     input: &[T],
@@ -78,7 +89,7 @@ pub fn pool2x2_backward<T: Real>(
             gi.fill(T::zero());
             let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
             let plane = match kind {
-                Pool::Max => &input[ch * h * w..(ch + 1) * h * w],
+                Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
                 Pool::Avg => &[],
             };
             for oy in 0..oh {
@@ -95,6 +106,16 @@ pub fn pool2x2_backward<T: Real>(
                         Pool::Max => {
                             let k = argmax4(window(plane, w, oy, ox));
                             gi[base + offsets[k]] = g;
+                        }
+                        Pool::L2 => {
+                            let v = window(plane, w, oy, ox);
+                            let y = root_mean_square(v);
+                            if y > T::zero() {
+                                let scale = g * quarter / y;
+                                for (off, x) in offsets.into_iter().zip(v) {
+                                    gi[base + off] = scale * x;
+                                }
+                            }
                         }
                     }
                 }
@@ -143,6 +164,24 @@ mod tests {
     #[test]
     fn max_gradient_matches_finite_differences() {
         check(Pool::Max);
+    }
+
+    #[test]
+    fn l2_gradient_matches_finite_differences() {
+        check(Pool::L2);
+    }
+
+    #[test]
+    fn l2_keeps_a_constant_window_and_lies_between_average_and_max() {
+        let x = [3.0, 3.0, 3.0, 3.0, 1.0, 2.0, 0.0, 4.0];
+        let mut o = [0.0; 2];
+        pool2x2(Pool::L2, &x, 2, 2, 2, &mut o);
+        assert_eq!(o[0], 3.0);
+        assert!((o[1] - 5.25f64.sqrt()).abs() < 1e-15 && o[1] > 1.75 && o[1] < 4.0);
+        // All zeros (a dead ReLU window): zero gradient, not NaN.
+        let mut g = [1.0; 4];
+        pool2x2_backward(Pool::L2, &[0.0; 4], 1, 2, 2, &[1.0], &mut g);
+        assert_eq!(g, [0.0; 4]);
     }
 
     #[test]

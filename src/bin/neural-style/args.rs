@@ -221,7 +221,7 @@ pub struct PaintOptions {
     /// Share of noise in the `noise` start image.
     #[arg(long, default_value_t = 0.6)]
     pub init_ratio: f32,
-    /// Pooling between VGG blocks.
+    /// Pooling between VGG blocks: avg, max, or l2 (root mean square of each window).
     #[arg(long, value_enum, default_value_t = PoolArg::Avg)]
     pub pool: PoolArg,
     /// Content layers as NAME[:WEIGHT],... (weight 1 when omitted).
@@ -262,6 +262,7 @@ pub enum ColorsArg {
 pub enum PoolArg {
     Avg,
     Max,
+    L2,
 }
 
 fn parse_memory(s: &str) -> std::result::Result<u64, String> {
@@ -319,6 +320,7 @@ impl PaintOptions {
             pool: match self.pool {
                 PoolArg::Avg => Pool::Avg,
                 PoolArg::Max => Pool::Max,
+                PoolArg::L2 => Pool::L2,
             },
             init: InitSpec::from(self.init.clone()),
             init_ratio: self.init_ratio,
