@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::loss::{Evaluation, Objective};
 use crate::optim::{Adam, Iterate, Lbfgs, LbfgsState, Report};
 use crate::profile::Timings;
-use ndarray::Array3;
+use ndarray::{Array3, ArrayView3};
 use std::cell::RefCell;
 use std::time::Instant;
 
@@ -214,23 +214,26 @@ fn lbfgs_iterations(
     let earlier = state.as_ref().map_or(0, |s| s.evaluations);
     let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
     let timings = RefCell::new(timings);
-    // The evaluated image and its evaluation, reused from one evaluation to the next.
-    let buffers = RefCell::new((Array3::zeros((c, h, w)), Evaluation::zeros([c, h, w])));
+    // The evaluation's scalars and scratch, reused; its gradient is handed to L-BFGS (which
+    // keeps it), not copied, and the point is read in place: at print sizes each
+    // image-sized copy is hundreds of megabytes.
+    let buffers = RefCell::new(Evaluation::zeros([c, h, w]));
     let f = |xs: &[f32]| -> Result<(f64, Vec<f32>)> {
         if !xs.iter().all(|v| v.is_finite()) {
             // A trial step overflowed f32: too far, the line search shortens it.
             terms.borrow_mut().push([f64::INFINITY; 4]);
             return Ok((f64::INFINITY, vec![0.0; xs.len()]));
         }
-        let (xa, eval) = &mut *buffers.borrow_mut();
-        xa.as_slice_mut()
-            .expect("a fresh array is contiguous")
-            .copy_from_slice(xs);
-        objective.evaluate_into(xa, eval, &mut timings.borrow_mut())?;
+        let eval = &mut *buffers.borrow_mut();
+        let x = ArrayView3::from_shape((c, h, w), xs).map_err(|e| Error::Shape(e.to_string()))?;
+        objective.evaluate_into(&x, eval, &mut timings.borrow_mut())?;
         terms
             .borrow_mut()
             .push([eval.content, eval.style, eval.tv, eval.total]);
-        Ok((eval.total, eval.grad.iter().copied().collect()))
+        let grad = std::mem::replace(&mut eval.grad, Array3::zeros((0, 0, 0)));
+        let (grad, offset) = grad.into_raw_vec_and_offset();
+        debug_assert_eq!(offset, Some(0), "a fresh gradient starts its buffer");
+        Ok((eval.total, grad))
     };
     let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
         let [content, style, tv, total] = terms.borrow()[it.evaluation - 1 - earlier];

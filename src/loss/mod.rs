@@ -11,7 +11,7 @@ use crate::ops::Pool;
 use crate::profile::Timings;
 use crate::tiling::{Owned, TileGrid};
 use crate::vgg::{layer_index, timed, Keep, Vgg, Workspace};
-use ndarray::Array3;
+use ndarray::{Array3, ArrayBase, Data, Ix3};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -402,14 +402,14 @@ pub struct Objective<'a, T: Real = f32> {
     tiles: Option<TileGrid>,
 }
 
-fn contiguous<T: Real>(a: &Array3<T>) -> std::borrow::Cow<'_, [T]> {
+fn contiguous<T: Real, S: Data<Elem = T>>(a: &ArrayBase<S, Ix3>) -> std::borrow::Cow<'_, [T]> {
     match a.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(a.iter().copied().collect()),
     }
 }
 
-fn check_finite<T: Real>(what: &str, a: &Array3<T>) -> Result<()> {
+fn check_finite<T: Real, S: Data<Elem = T>>(what: &str, a: &ArrayBase<S, Ix3>) -> Result<()> {
     if a.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
@@ -676,9 +676,9 @@ impl<'a, T: Real> Objective<'a, T> {
     /// `evaluate` into `eval`, charging each layer and loss to `timings` when given. Once the
     /// first call has sized the buffers (and `eval.grad` has the image's shape), an evaluation
     /// allocates nothing.
-    pub fn evaluate_into(
+    pub fn evaluate_into<S: Data<Elem = T>>(
         &self,
-        x: &Array3<T>,
+        x: &ArrayBase<S, Ix3>,
         eval: &mut Evaluation<T>,
         timings: &mut Option<Timings>,
     ) -> Result<()> {
