@@ -256,8 +256,11 @@ pub struct Job {
     pub scales: Vec<u32>,
     /// Style images are resized to this fraction of each stage's long side.
     pub style_scale: f64,
-    /// Optimiser steps per stage.
+    /// Optimiser steps of the last stage (and of every stage unless `scale_iterations`).
     pub iterations: usize,
+    /// Optimiser steps of each coarser stage of `scales`, one per scale (empty: `iterations`
+    /// each): many cheap coarse steps, few costly fine ones.
+    pub scale_iterations: Vec<usize>,
     pub optimizer: Optimizer,
     /// L-BFGS correction pairs kept.
     pub history: usize,
@@ -301,6 +304,7 @@ impl Default for Job {
             scales: Vec::new(),
             style_scale: 1.0,
             iterations: 100,
+            scale_iterations: Vec::new(),
             optimizer: Optimizer::Lbfgs,
             history: 10,
             learning_rate: 2.0,
@@ -352,6 +356,14 @@ impl Job {
             tv_weight: self.tv_weight,
             pool: self.pool,
         }
+    }
+
+    /// Optimiser steps of stage `stage` (0-based, coarse to fine).
+    pub fn iterations_at(&self, stage: usize) -> usize {
+        self.scale_iterations
+            .get(stage)
+            .copied()
+            .unwrap_or(self.iterations)
     }
 
     /// The long sides of the stages, coarse to fine, ending at `size`.
@@ -420,6 +432,13 @@ impl Job {
             return Err(config_err(format!(
                 "--size {} must be {MIN_SIDE}..{MAX_SIDE}",
                 self.size
+            )));
+        }
+        if !self.scale_iterations.is_empty() && self.scale_iterations.len() != self.scales.len() {
+            return Err(config_err(format!(
+                "--scale-iterations has {} counts for {} --scales",
+                self.scale_iterations.len(),
+                self.scales.len()
             )));
         }
         let mut previous = 0;

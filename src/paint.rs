@@ -361,7 +361,7 @@ impl<'v> Painter<'v> {
                 stages: sizes.len(),
                 width: w,
                 height: h,
-                iterations: job.iterations,
+                iterations: job.iterations_at(stage),
                 tiles: objective
                     .tile_grid()
                     .map(|grid| (grid.side, grid.tiles.len())),
@@ -451,11 +451,11 @@ impl<'v> Painter<'v> {
                         &objective,
                         start,
                         &mut adam,
-                        job.iterations,
+                        job.iterations_at(stage),
                         timings,
                         on_step,
                     )?;
-                    (x, job.iterations)
+                    (x, job.iterations_at(stage))
                 }
                 (Optimizer::Lbfgs, snapshot) => {
                     let lbfgs = Lbfgs {
@@ -472,7 +472,7 @@ impl<'v> Painter<'v> {
                         start,
                         state,
                         &lbfgs,
-                        job.iterations,
+                        job.iterations_at(stage),
                         timings,
                         on_step,
                     )?;

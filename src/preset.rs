@@ -37,9 +37,10 @@ pub enum Preset {
 
 /// The settings a preset decides: every key of [`Job`] but the inputs, the output and how the
 /// run is carried out (tiles, checkpoints, saving, seed).
-pub const SETTINGS: [&str; 18] = [
+pub const SETTINGS: [&str; 19] = [
     "size",
     "scales",
+    "scale_iterations",
     "style_scale",
     "iterations",
     "optimizer",
@@ -92,6 +93,7 @@ impl Preset {
                 Job {
                     size: JCJ_SIZE,
                     scales: Vec::new(),
+                    scale_iterations: Vec::new(),
                     style_scale: 1.0,
                     optimizer: Optimizer::Lbfgs,
                     iterations: 1000,

@@ -1056,3 +1056,44 @@ fn a_preset_paints_what_its_flags_paint() {
     assert_eq!(run.code, Some(2));
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }
+
+#[test]
+fn scale_iterations_give_each_coarse_stage_its_own_step_count() {
+    let f = Fixture::new();
+    let out = f.out("out.png");
+    let extra = [
+        "--optimizer",
+        "adam",
+        "--scales",
+        "24,32",
+        "--scale-iterations",
+        "5,3",
+        "--json",
+        "--print-every",
+        "1",
+    ];
+    let run = neural_style(f.args(&[&f.style], &out, 2, &extra));
+    assert_success(&run);
+    let per_stage: Vec<usize> = (1..=3)
+        .map(|stage| {
+            let tag = format!("\"scale\":{stage},");
+            run.stdout.lines().filter(|l| l.contains(&tag)).count()
+        })
+        .collect();
+    assert_eq!(per_stage, [5, 3, 2], "{}", run.stdout);
+    // One count per scale, or none.
+    let bad = neural_style(f.args(
+        &[&f.style],
+        &out,
+        2,
+        &["--scales", "24,32", "--scale-iterations", "5"],
+    ));
+    assert!(!bad.success);
+    assert!(
+        bad.stderr
+            .contains("--scale-iterations has 1 counts for 2 --scales"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+}

@@ -476,9 +476,9 @@ mod tests {
         let jobs = f
             .manifest(
                 "m.csv",
-                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend,tile\n\
-                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3,64\n\
-                 b.png,s1.jpg,b-custom.jpg,,,,,,,\n",
+                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend,tile,scale_iterations\n\
+                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3,64,30;10\n\
+                 b.png,s1.jpg,b-custom.jpg,,,,,,,,\n",
             )
             .unwrap();
         assert_eq!(jobs.len(), 2);
@@ -494,6 +494,8 @@ mod tests {
         );
         assert_eq!(a.original_colors, OriginalColors::Luminance);
         assert_eq!(a.scales, [64, 128]);
+        assert_eq!(a.scale_iterations, [30, 10]);
+        assert!(b.scale_iterations.is_empty());
         assert_eq!(a.style_blend, Some(vec![0.7, 0.3]));
         assert_eq!(a.tile, Some(64));
         assert_eq!(b.tile, None);

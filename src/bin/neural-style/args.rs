@@ -174,6 +174,10 @@ pub struct PaintOptions {
     /// starts from the previous result upsampled, and the last stage is --size.
     #[arg(long, value_delimiter = ',')]
     pub scales: Vec<u32>,
+    /// Optimiser steps of each --scales stage, comma-separated, one per scale (default:
+    /// --iterations each); --iterations is then the last stage's.
+    #[arg(long, value_delimiter = ',')]
+    pub scale_iterations: Vec<usize>,
     /// Style images are resized to this fraction of the output's long side (bigger: larger
     /// brush strokes).
     #[arg(long, default_value_t = 1.0)]
@@ -301,6 +305,7 @@ impl PaintOptions {
             output_depth: self.output_depth,
             size: self.size,
             scales: self.scales.clone(),
+            scale_iterations: self.scale_iterations.clone(),
             style_scale: self.style_scale,
             iterations: self.iterations,
             optimizer: match self.optimizer {

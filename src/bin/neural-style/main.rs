@@ -315,7 +315,7 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
         Optimizer::Lbfgs => 1.05,
     };
     let mut total = 0.0;
-    for stage in &plan.stages {
+    for (index, stage) in plan.stages.iter().enumerate() {
         let (w, h) = (stage.width, stage.height);
         // A tiled step evaluates every tile's region (halo included) and runs each forward
         // twice: measured 1.27 times the untiled work per evaluated pixel at 2048 px (README).
@@ -329,16 +329,19 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
             None => 1.0,
         };
         let step = per_pixel * (w * h) as f64 * evals_per_step * tiled;
-        total += step * job.iterations as f64;
+        total += step * job.iterations_at(index) as f64;
         say!(
             "stage at {w}x{h}: about {step:.2} s per step on {} threads",
             rayon::current_num_threads()
         );
     }
+    let steps: Vec<String> = (0..plan.stages.len())
+        .map(|i| job.iterations_at(i).to_string())
+        .collect();
     say!(
         "whole painting: about {:.0} s ({} steps per stage)",
         total,
-        job.iterations
+        steps.join(", ")
     );
     Ok(ExitCode::SUCCESS)
 }
