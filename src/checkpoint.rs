@@ -43,9 +43,14 @@ pub struct InputHash {
 impl InputHash {
     /// Hashes `bytes` as the content of `path`.
     pub fn of(path: &Path, bytes: &[u8]) -> Self {
+        Self::with_hash(path, &blake3::hash(bytes))
+    }
+
+    /// The input `path` whose bytes hash to `hash`.
+    pub fn with_hash(path: &Path, hash: &blake3::Hash) -> Self {
         InputHash {
             path: path.into(),
-            blake3: blake3::hash(bytes).to_hex().to_string(),
+            blake3: hash.to_hex().to_string(),
         }
     }
 }

@@ -39,9 +39,9 @@ fn network_bytes(job: &Job, h: u64, w: u64, depth: usize) -> u64 {
         .iter()
         .chain(&config.style_layers)
         .filter_map(|(name, _)| crate::vgg::layer_index(name));
-    let keep = crate::vgg::Keep::layers(taps).with_pool(job.pool, depth);
+    let keep = crate::vgg::Keep::layers(taps);
     let (h, w) = (h as usize, w as usize);
-    let layout = crate::vgg::Layout::new(shapes, h, w, keep, &mut Vec::new());
+    let layout = crate::vgg::Layout::new(shapes, h, w, keep, job.pool, &mut Vec::new());
     4 * (layout.arena + 2 * layout.buffer) as u64 + 8 * layout.mask_words as u64
 }
 

@@ -241,7 +241,9 @@ impl<'v> Painter<'v> {
         let t0 = Instant::now();
         let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let content_bytes = read(&job.content)?;
-        let mut inputs = vec![InputHash::of(&job.content, &content_bytes)];
+        // Names the photograph in the checkpoint and in colour-matched style targets' keys.
+        let content_hash = blake3::hash(&content_bytes);
+        let mut inputs = vec![InputHash::with_hash(&job.content, &content_hash)];
         let mut styles = Vec::new();
         for p in &job.styles {
             let bytes = read(p)?;
@@ -271,7 +273,7 @@ impl<'v> Painter<'v> {
         let color_target = match job.original_colors {
             OriginalColors::Histogram => Some(ColorTarget {
                 stats: img::ColorStats::of(&content_image)?,
-                content: *blake3::hash(&content_bytes).as_bytes(),
+                content: *content_hash.as_bytes(),
             }),
             OriginalColors::Off | OriginalColors::Luminance => None,
         };

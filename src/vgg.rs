@@ -239,7 +239,7 @@ impl<T: Real> Vgg<T> {
         timings: &mut Option<Timings>,
     ) {
         let shapes = self.layers[..depth].iter().map(|l| (l.cin, l.cout));
-        let layout = Layout::new(shapes, h, w, keep.with_pool(pool, depth), &mut ws.slots);
+        let layout = Layout::new(shapes, h, w, keep, pool, &mut ws.slots);
         ws.lay_out(&layout);
         let Workspace {
             arena,
@@ -416,11 +416,12 @@ impl Keep {
 
     /// `self` and what the backward pass of `pool` reads: max and L2 pooling recompute each
     /// window's maximum or norm from the output of the layer before it.
-    pub(crate) fn with_pool(self, pool: Pool, depth: usize) -> Keep {
+    fn with_pool(self, pool: Pool) -> Keep {
         match pool {
             Pool::Avg => self,
             Pool::Max | Pool::L2 => {
-                let before_pools = (1..depth).filter(|&i| block_of(i) != block_of(i - 1));
+                let n = LAYER_NAMES.len();
+                let before_pools = (1..n).filter(|&i| block_of(i) != block_of(i - 1));
                 Keep(self.0 | Keep::layers(before_pools.map(|i| i - 1)).0)
             }
         }
@@ -460,16 +461,17 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// The layout of layers of `(cin, cout)` `shapes` on an `h x w` input, keeping `keep`
-    /// (which must hold what the pooling needs: `Keep::with_pool`); one slot per layer goes to
-    /// `slots`.
+    /// The layout of layers of `(cin, cout)` `shapes` on an `h x w` input, keeping `keep` and
+    /// what the backward pass of `pool` reads; one slot per layer goes to `slots`.
     pub(crate) fn new(
         shapes: impl Iterator<Item = (usize, usize)>,
         h: usize,
         w: usize,
         keep: Keep,
+        pool: Pool,
         slots: &mut Vec<Slot>,
     ) -> Self {
+        let keep = keep.with_pool(pool);
         slots.clear();
         let mut layout = Layout {
             arena: 0,
