@@ -54,8 +54,12 @@ tests/data/golden_tiny.npz   (uses tiny_vgg.npz)
     config.*: content_layers ['conv4_2'], content_weights [1.0],
         style_layers [conv1_1, conv2_1, conv3_1, conv4_1, conv5_1],
         style_weights [0.2]*5, style_blend [0.3, 0.7], alpha 10, beta 40,
-        gamma 0.5, pools ['avg', 'max'].  meta.torch_version: torch used.
-    For pool in avg, max (computed in float64 from the f32 weights/inputs):
+        gamma 0.5, pools ['avg', 'max', 'l2'].  meta.torch_version: torch used.
+    For pool in avg, max, l2 (l2: the root mean square of each 2x2 window),
+    and for w2.avg, w2.max: the mean + covariance (Wasserstein-2) style loss
+    of src/loss/meancov.rs in place of the Gram loss, style layers conv1_1 ..
+    conv4_1 at 0.2 each (conv5_1 has 4 positions for 16 channels here), with
+    avg or max pooling (computed in float64 from the f32 weights/inputs):
         {pool}.content, {pool}.style, {pool}.tv, {pool}.total   0-d float64
         {pool}.grad                                            3x36x44 float64
         {pool}.grad_content, .grad_style, .grad_tv  gradients of the unweighted
@@ -125,6 +129,11 @@ def vgg_features(x, params, layers, pool):
                 h = Fn.avg_pool2d(h, kernel_size=2, stride=2, ceil_mode=False)
             elif pool == "max":
                 h = Fn.max_pool2d(h, kernel_size=2, stride=2, ceil_mode=False)
+            elif pool == "l2":
+                # Root mean square of each window; clamped at the smallest normal so that an
+                # all-zero window (dead ReLUs) gets gradient 0, as in the engine, not NaN.
+                ms = Fn.avg_pool2d(h * h, kernel_size=2, stride=2, ceil_mode=False)
+                h = torch.sqrt(torch.clamp(ms, min=torch.finfo(h.dtype).tiny))
             else:
                 raise ValueError(f"unknown pool {pool!r}")
             prev_block = block
@@ -140,6 +149,35 @@ def gram(a):
     c, hgt, wid = a.shape
     f = a.reshape(c, hgt * wid)
     return f @ f.t() / (hgt * wid)
+
+
+W2_RELATIVE_EPS = 1e-3  # src/loss/meancov.rs RELATIVE_EPS
+
+
+def moments(a):
+    """(F F^T / (H W), channel means) of a C x H x W activation."""
+    c, hgt, wid = a.shape
+    return gram(a), a.reshape(c, hgt * wid).mean(dim=1)
+
+
+def w2_style_term(a, gram_t, mean_t):
+    """Squared Wasserstein-2 distance between the Gaussians of a's features and of the
+    target moments, per channel (src/loss/meancov.rs), by eigendecompositions that autograd
+    differentiates."""
+    g, m = moments(a)
+    c = m.shape[0]
+    eye = torch.eye(c, dtype=a.dtype)
+    k_s_raw = gram_t - torch.outer(mean_t, mean_t)
+    eps = W2_RELATIVE_EPS * max(float(torch.diagonal(k_s_raw).mean()), 1e-6)
+    k_s = k_s_raw + eps * eye
+    lam, vec = torch.linalg.eigh(k_s)
+    root = vec @ torch.diag(torch.sqrt(torch.clamp(lam, min=eps * 1e-3))) @ vec.t()
+    k = g - torch.outer(m, m) + eps * eye
+    prod = root @ k @ root
+    prod = 0.5 * (prod + prod.t())
+    root_trace = torch.sqrt(torch.linalg.eigvalsh(prod)).sum()
+    gap = ((m - mean_t) ** 2).sum()
+    return (gap + torch.trace(k) + torch.trace(k_s) - 2.0 * root_trace) / c
 
 
 def tv_loss(x):
@@ -162,12 +200,14 @@ def objective(x, content, styles, params, cfg, pool, per_term=False):
 
     with torch.no_grad():
         c_acts = vgg_features(content, params, c_layers, pool)
-        targets = {}
+        targets, mean_targets = {}, {}
         for b, s in zip(cfg["style_blend"], styles):
             s_acts = vgg_features(s, params, s_layers, pool)
             for name in s_layers:
-                g = float(b) * gram(s_acts[name])
+                g, m = moments(s_acts[name])
+                g, m = float(b) * g, float(b) * m
                 targets[name] = g if name not in targets else targets[name] + g
+                mean_targets[name] = m if name not in mean_targets else mean_targets[name] + m
 
     x = x.detach().clone().requires_grad_(True)
     acts = vgg_features(x, params, layers, pool)
@@ -183,6 +223,9 @@ def objective(x, content, styles, params, cfg, pool, per_term=False):
     for name, lam in zip(s_layers, cfg["style_weights"]):
         a = acts[name]
         c = a.shape[0]
+        if cfg.get("style_loss", "gram") == "w2":
+            j_s = j_s + float(lam) * w2_style_term(a, targets[name], mean_targets[name])
+            continue
         d = gram(a) - targets[name]
         j_s = j_s + float(lam) * (d * d).sum() / (4.0 * c * c)
 
@@ -372,7 +415,7 @@ def run_tiny(out_dir):
     }
     data = dict(images)
     data.update(config_arrays(cfg))
-    data["config.pools"] = strings(["avg", "max"])
+    data["config.pools"] = strings(["avg", "max", "l2"])
     data["meta.torch_version"] = strings([torch.__version__])
 
     for name, img in images.items():
@@ -383,8 +426,13 @@ def run_tiny(out_dir):
     t64 = {k: to_torch(v, torch.float64) for k, v in images.items()}
     t32 = {k: to_torch(v, torch.float32) for k, v in images.items()}
 
-    for pool in ("avg", "max"):
-        print(f"--- tiny, {pool} pool: fraction of positive activations per tap ---")
+    # The mean + covariance (W2) style loss on the same inputs; without conv5_1, where this
+    # image has 4 positions for 16 channels (a rank-3 covariance).
+    w2_cfg = dict(cfg, style_loss="w2", style_layers=SEED_STYLE_LAYERS[:4], style_weights=[0.2] * 4)
+    runs = [(pool, pool, cfg) for pool in ("avg", "max", "l2")]
+    runs += [(f"w2.{pool}", pool, w2_cfg) for pool in ("avg", "max")]
+    for key, pool, cfg in runs:
+        print(f"--- tiny, {key}: fraction of positive activations per tap ---")
         for name in ("content", "style0", "style1", "x"):
             fr = positive_fractions(t64[name], p64, pool)
             print(f"  {name:8s} " + " ".join(f"{k}:{v:.2f}" for k, v in fr.items()))
@@ -398,24 +446,24 @@ def run_tiny(out_dir):
             t32["x"], t32["content"], [t32["style0"], t32["style1"]], p32, cfg, pool
         )
         for k in ("content", "style", "tv", "total"):
-            data[f"{pool}.{k}"] = scalar(v64[k])
-            data[f"{pool}.{k}_f32"] = scalar(v32[k])
-        data[f"{pool}.grad"] = f64(g64.numpy())
+            data[f"{key}.{k}"] = scalar(v64[k])
+            data[f"{key}.{k}_f32"] = scalar(v32[k])
+        data[f"{key}.grad"] = f64(g64.numpy())
         for k in ("content", "style", "tv"):
-            data[f"{pool}.grad_{k}"] = f64(v64["grad_" + k])
+            data[f"{key}.grad_{k}"] = f64(v64["grad_" + k])
         recombined = (cfg["alpha"] * v64["grad_content"] + cfg["beta"] * v64["grad_style"]
                       + cfg["gamma"] * v64["grad_tv"])
         print(f"  alpha*g_c + beta*g_s + gamma*g_tv vs grad: rel diff {rel(recombined, g64.numpy()):.2e}; "
               f"|g| shares: content {np.linalg.norm(cfg['alpha'] * v64['grad_content']):.3e} "
               f"style {np.linalg.norm(cfg['beta'] * v64['grad_style']):.3e} "
               f"tv {np.linalg.norm(cfg['gamma'] * v64['grad_tv']):.3e}")
-        data[f"{pool}.grad_f32"] = f32(g32.numpy())
+        data[f"{key}.grad_f32"] = f32(g32.numpy())
         for name, a in acts.items():
-            data[f"{pool}.act.{name}"] = f64(a.numpy())
+            data[f"{key}.act.{name}"] = f64(a.numpy())
         for name, t in targets.items():
-            data[f"{pool}.gram_target.{name}"] = f64(t.numpy())
+            data[f"{key}.gram_target.{name}"] = f64(t.numpy())
 
-        report_pair(f"tiny/{pool}", v64, g64.numpy(), v32, g32.numpy())
+        report_pair(f"tiny/{key}", v64, g64.numpy(), v32, g32.numpy())
         fd, an, err = fd_check(
             t64["x"], t64["content"], [t64["style0"], t64["style1"]], p64, cfg, pool, g64, seed=3
         )

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::image::OutputFormat;
-use crate::loss::LossConfig;
+use crate::loss::{LossConfig, StyleLoss};
 use crate::ops::Pool;
 use crate::optim::{Adam, Lbfgs};
 use serde::{Deserialize, Serialize};
@@ -276,6 +276,8 @@ pub struct Job {
     pub content_layers: Layers,
     pub style_layers: Layers,
     pub pool: Pool,
+    /// How the style statistics are compared: Gram matrices or mean + covariance (W2).
+    pub style_loss: StyleLoss,
     pub init: InitSpec,
     /// Share of noise in the `noise` start image.
     pub init_ratio: f32,
@@ -317,6 +319,7 @@ impl Default for Job {
             content_layers: layers("conv4_2"),
             style_layers: layers("conv1_1,conv2_1,conv3_1,conv4_1,conv5_1"),
             pool: Pool::Avg,
+            style_loss: StyleLoss::Gram,
             init: InitSpec::Content,
             init_ratio: 0.6,
             original_colors: OriginalColors::Off,
@@ -355,6 +358,7 @@ impl Job {
             style_weight: self.style_weight,
             tv_weight: self.tv_weight,
             pool: self.pool,
+            style_loss: self.style_loss,
         }
     }
 

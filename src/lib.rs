@@ -49,7 +49,7 @@ pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use gemm::Real;
 pub use job::{InitSpec, Job, Layers, Optimizer, OriginalColors};
-pub use loss::{Evaluation, LossConfig, Objective, StyleGrams};
+pub use loss::{Evaluation, LossConfig, Objective, StyleGrams, StyleLoss};
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
 pub use paint::{Cancel, CheckpointPolicy, Control, Event, Painter, Painting};

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::job::{InitSpec, Job, Optimizer};
+use crate::loss::StyleLoss;
 use crate::ops::Pool;
 use crate::vgg::{layer_index, VGG19_WIDTHS};
 use serde::{Deserialize, Serialize};
@@ -37,7 +38,7 @@ pub enum Preset {
 
 /// The settings a preset decides: every key of [`Job`] but the inputs, the output and how the
 /// run is carried out (tiles, checkpoints, saving, seed).
-pub const SETTINGS: [&str; 19] = [
+pub const SETTINGS: [&str; 20] = [
     "size",
     "scales",
     "scale_iterations",
@@ -55,6 +56,7 @@ pub const SETTINGS: [&str; 19] = [
     "content_layers",
     "style_layers",
     "pool",
+    "style_loss",
     "init",
     "init_ratio",
 ];
@@ -75,6 +77,7 @@ impl Preset {
                 style_weight: 40.0,
                 tv_weight: 0.0,
                 pool: Pool::Avg,
+                style_loss: StyleLoss::Gram,
                 ..defaults
             },
             Preset::Jcjohnson => {
@@ -106,6 +109,7 @@ impl Preset {
                     content_layers: "relu4_2".parse().expect("a built-in layer list"),
                     style_layers: style_layers.parse().expect("a built-in layer list"),
                     pool: Pool::Max,
+                    style_loss: StyleLoss::Gram,
                     // Its `random` start is N(0, 0.001^2) in net space: the mean colour.
                     // Ours adds uniform noise of +-20 around it.
                     init: InitSpec::Random,

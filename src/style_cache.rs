@@ -6,8 +6,8 @@
 //! setting is a new key; a damaged entry fails its checksum and is recomputed, never trusted.
 //!
 //! File format (little-endian): magic `NSGRAMS\0`, version u32, the 32-byte key, layer count
-//! u32, then per layer its index u32, channel count c u32 and c*c f32; last the BLAKE3 of all
-//! the preceding bytes.
+//! u32, then per layer its index u32, channel count c u32, c*c f32 (the Gram matrix) and c f32
+//! (the channel means); last the BLAKE3 of all the preceding bytes.
 
 use crate::error::{Error, Result};
 use crate::loss::StyleGrams;
@@ -17,9 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"NSGRAMS\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Bumped when decoding, resizing or the Gram formula change, so old entries stop matching.
-const PIPELINE: &str = "neural-style style grams: decode, lanczos3 long side, F F^T / n, v1";
+const PIPELINE: &str =
+    "neural-style style grams: decode, lanczos3 long side, F F^T / n and F 1 / n, v2";
 
 /// Bumped when the colour matching of `--original-colors histogram` changes.
 const MATCHING: &str = "neural-style colour matching: full-size mean/covariance, v1";
@@ -178,11 +179,10 @@ pub fn encode(grams: &StyleGrams<f32>, key: &StyleKey) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&key.0);
     out.extend_from_slice(&(grams.layers.len() as u32).to_le_bytes());
-    for (i, g) in &grams.layers {
-        let c = (g.len() as f64).sqrt() as usize;
+    for ((i, g), m) in grams.layers.iter().zip(&grams.means) {
         out.extend_from_slice(&(*i as u32).to_le_bytes());
-        out.extend_from_slice(&(c as u32).to_le_bytes());
-        for v in g {
+        out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        for v in g.iter().chain(m) {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -215,22 +215,18 @@ pub fn decode(bytes: &[u8], key: &StyleKey) -> std::result::Result<StyleGrams<f3
         return Err("entry belongs to another key".into());
     }
     let count = r.u32()? as usize;
-    let mut layers = Vec::new();
+    let (mut layers, mut means) = (Vec::new(), Vec::new());
     for _ in 0..count {
         let index = r.u32()? as usize;
         let c = r.u32()? as usize;
         let n = c.checked_mul(c).ok_or("channel count overflows")?;
-        let raw = r.take(n.checked_mul(4).ok_or("channel count overflows")?)?;
-        let g = raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        layers.push((index, g));
+        layers.push((index, r.f32s(n)?));
+        means.push(r.f32s(c)?);
     }
     if !r.0.is_empty() {
         return Err("trailing bytes".into());
     }
-    Ok(StyleGrams { layers })
+    Ok(StyleGrams { layers, means })
 }
 
 /// A cursor that refuses to read past the end (so a declared size can never allocate more
@@ -251,6 +247,14 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+
+    fn f32s(&mut self, n: usize) -> std::result::Result<Vec<f32>, String> {
+        let raw = self.take(n.checked_mul(4).ok_or("channel count overflows")?)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +264,7 @@ mod tests {
     fn grams() -> StyleGrams<f32> {
         StyleGrams {
             layers: vec![(0, vec![1.0, 2.0, 2.0, 5.0]), (2, vec![0.5; 9])],
+            means: vec![vec![0.25, -1.0], vec![3.0; 3]],
         }
     }
 

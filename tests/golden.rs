@@ -7,22 +7,37 @@ use common::*;
 use ndarray::Array3;
 use neural_style::npz::Npz;
 use neural_style::ops::{conv3x3, pool2x2, pool2x2_backward, rotate_kernel, ConvScratch};
-use neural_style::{LossConfig, Objective, Pool, Real, Vgg};
+use neural_style::{LossConfig, Objective, Pool, Real, StyleLoss, Vgg};
 
 fn tiny_objective_check<T: Real>(pool: Pool, value_tol: f64, grad_tol: f64) {
+    tiny_check::<T>(pool, StyleLoss::Gram, value_tol, grad_tol);
+}
+
+fn tiny_check<T: Real>(pool: Pool, style_loss: StyleLoss, value_tol: f64, grad_tol: f64) {
     let mut g = Npz::open(&data("golden_tiny.npz")).unwrap();
     let vgg = Vgg::<T>::load_layers(data("tiny_vgg.npz"), Some(&TINY_WIDTHS), 13).unwrap();
-    let config = golden_config(&mut g, pool);
+    let mut config = LossConfig {
+        style_loss,
+        ..golden_config(&mut g, pool)
+    };
+    if style_loss == StyleLoss::W2 {
+        // As scripts/golden.py: without conv5_1 (4 positions for 16 channels here).
+        config.style_layers.retain(|(name, _)| name != "conv5_1");
+    }
     let content = array3::<T>(&mut g, "content");
     let styles = vec![
         (array3::<T>(&mut g, "style0"), T::from_f64(0.3)),
         (array3::<T>(&mut g, "style1"), T::from_f64(0.7)),
     ];
     let x = array3::<T>(&mut g, "x");
-    let p = match pool {
+    let pool_name = match pool {
         Pool::Avg => "avg",
         Pool::Max => "max",
-        Pool::L2 => unimplemented!("scripts/golden.py writes no L2-pooling data yet"),
+        Pool::L2 => "l2",
+    };
+    let p = match style_loss {
+        StyleLoss::Gram => pool_name.to_string(),
+        StyleLoss::W2 => format!("w2.{pool_name}"),
     };
     let eval = Objective::new(&vgg, &content, &styles, &config)
         .unwrap()
@@ -82,6 +97,29 @@ fn tiny_vgg_avg_pool_matches_pytorch_f32() {
 #[test]
 fn tiny_vgg_max_pool_matches_pytorch_f32() {
     tiny_objective_check::<f32>(Pool::Max, 1e-5, 1e-4);
+}
+
+#[test]
+fn tiny_vgg_l2_pool_matches_pytorch_f64() {
+    tiny_objective_check::<f64>(Pool::L2, 1e-11, 1e-10);
+}
+
+#[test]
+fn tiny_vgg_l2_pool_matches_pytorch_f32() {
+    tiny_objective_check::<f32>(Pool::L2, 1e-5, 1e-4);
+}
+
+#[test]
+fn tiny_vgg_w2_style_loss_matches_pytorch_f64() {
+    tiny_check::<f64>(Pool::Avg, StyleLoss::W2, 1e-10, 1e-8);
+    tiny_check::<f64>(Pool::Max, StyleLoss::W2, 1e-10, 1e-8);
+}
+
+#[test]
+fn tiny_vgg_w2_style_loss_matches_pytorch_f32() {
+    // PyTorch's own f32 evaluation is 4e-5 (avg) and 1e-4 (max) from its f64 one here.
+    tiny_check::<f32>(Pool::Avg, StyleLoss::W2, 1e-4, 1e-3);
+    tiny_check::<f32>(Pool::Max, StyleLoss::W2, 1e-4, 1e-3);
 }
 
 #[test]

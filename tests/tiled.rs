@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ndarray::Array3;
-use neural_style::{Evaluation, LossConfig, Objective, Pool, Real, StyleGrams, Vgg};
+use neural_style::{Evaluation, LossConfig, Objective, Pool, Real, StyleGrams, StyleLoss, Vgg};
 
 /// Deterministic values in [-r, r] around `mean` (xorshift; the tests need no rand crate).
 fn noisy<T: Real>((c, h, w): (usize, usize, usize), seed: u64, mean: f64, r: f64) -> Array3<T> {
@@ -81,7 +81,18 @@ fn tiny_configs() -> Vec<LossConfig> {
         pool: Pool::Max,
         ..LossConfig::default()
     };
-    vec![seed, shallow]
+    // The mean + covariance loss, on a layer used twice too.
+    let w2 = LossConfig {
+        style_loss: StyleLoss::W2,
+        style_layers: vec![
+            ("conv1_1".into(), 0.5),
+            ("conv3_1".into(), 0.3),
+            ("conv3_1".into(), 0.2),
+            ("conv5_1".into(), 1.0),
+        ],
+        ..seed.clone()
+    };
+    vec![seed, shallow, w2]
 }
 
 #[test]

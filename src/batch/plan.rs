@@ -476,9 +476,9 @@ mod tests {
         let jobs = f
             .manifest(
                 "m.csv",
-                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend,tile,scale_iterations\n\
-                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3,64,30;10\n\
-                 b.png,s1.jpg,b-custom.jpg,,,,,,,,\n",
+                "content,style,output,size,style_weight,optimizer,original_colors,scales,style_blend,tile,scale_iterations,style_loss\n\
+                 a.jpg,s1.jpg;s2.png,,256,100,adam,yes,64;128,0.7;0.3,64,30;10,w2\n\
+                 b.png,s1.jpg,b-custom.jpg,,,,,,,,,\n",
             )
             .unwrap();
         assert_eq!(jobs.len(), 2);
@@ -499,6 +499,8 @@ mod tests {
         assert_eq!(a.style_blend, Some(vec![0.7, 0.3]));
         assert_eq!(a.tile, Some(64));
         assert_eq!(b.tile, None);
+        assert_eq!(a.loss_config().style_loss, crate::loss::StyleLoss::W2);
+        assert_eq!(b.style_loss, crate::loss::StyleLoss::Gram);
         // Empty cells keep the batch's settings.
         let defaults = Job::default();
         assert_eq!(b.output, Path::new("/out/b-custom.jpg"));

@@ -15,7 +15,10 @@ use ndarray::{Array3, ArrayBase, Data, Ix3};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
+pub mod meancov;
 mod tiled;
+
+use meancov::{channel_means, MeanCovGrad, MeanCovTarget};
 
 /// Elements per chunk of the ordered parallel reductions.
 const SUM_CHUNK: usize = 1 << 15;
@@ -35,6 +38,9 @@ pub struct LossScratch<T> {
     diff: Vec<T>,
     /// Partial sums of the ordered reductions.
     sums: Vec<f64>,
+    /// Channel means and the gradient pieces of the mean + covariance loss.
+    means: Vec<f64>,
+    meancov: MeanCovGrad<T>,
 }
 
 /// Sums `parts` after `fill` wrote one partial per fixed chunk: the order is fixed, so the
@@ -155,15 +161,60 @@ pub fn style_loss<T: Real>(
     diff.iter_mut().zip(target).for_each(|(g, &t)| *g -= t);
     let value = diff.iter().map(|d| d.as_f64().powi(2)).sum::<f64>() / (4.0 * (c * c) as f64);
     let scale = grad_scale / T::from_f64((c * c) as f64 * n as f64);
+    add_style_grad(scale, diff, None, f, c, n, true, grad);
+    value
+}
+
+/// Adds `scale * (diff F + bias 1^T)` to `grad` (`c x n`, like `f`): the gradient of a style
+/// term with respect to its layer's features.
+#[allow(clippy::too_many_arguments)]
+fn add_style_grad<T: Real>(
+    scale: T,
+    diff: &[T],
+    bias: Option<&[T]>,
+    f: &[T],
+    c: usize,
+    n: usize,
+    accumulate: bool,
+    grad: &mut [T],
+) {
+    let beta = if accumulate { T::one() } else { T::zero() };
     par_gemm(
         scale,
         MatRef::new(diff, c, c),
         MatRef::new(f, c, n),
-        T::one(),
+        beta,
         grad,
         GRAD_TILE,
     );
-    value
+    if let (Some(bias), true) = (bias, n > 0) {
+        grad.par_chunks_mut(n).zip(bias).for_each(|(row, &b)| {
+            let b = scale * b;
+            row.iter_mut().for_each(|g| *g += b);
+        });
+    }
+}
+
+/// The mean + covariance style loss of one layer (see [`meancov`]); adds its gradient with
+/// respect to `f` (`c x n`), scaled by `grad_scale`, to `grad`.
+pub fn meancov_loss<T: Real>(
+    f: &[T],
+    c: usize,
+    n: usize,
+    target: &MeanCovTarget,
+    grad_scale: T,
+    grad: &mut [T],
+    scratch: &mut LossScratch<T>,
+) -> Result<f64> {
+    assert_eq!(grad.len(), c * n);
+    scratch.diff.resize(c * c, T::zero());
+    gram_into(f, c, n, &mut scratch.diff, &mut scratch.partials);
+    channel_means(f, c, n, &mut scratch.means);
+    let value = target.term(&scratch.diff, &scratch.means, &mut scratch.meancov)?;
+    let scale = grad_scale * T::from_f64(2.0 / (c * n) as f64);
+    let pieces = &scratch.meancov;
+    add_style_grad(scale, &pieces.diff, Some(&pieces.bias), f, c, n, true, grad);
+    Ok(value)
 }
 
 /// Content loss of one layer, `1/(4 len) * sum (a - target)^2`; adds its gradient scaled by
@@ -287,6 +338,20 @@ pub struct LossConfig {
     pub tv_weight: f64,
     /// Pooling between blocks.
     pub pool: Pool,
+    /// How the style statistics are compared.
+    pub style_loss: StyleLoss,
+}
+
+/// The style loss of every style layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleLoss {
+    /// `1/(4 c^2) |G - T|^2` of the Gram matrices (Gatys et al.).
+    #[default]
+    Gram,
+    /// The squared Wasserstein-2 distance between the Gaussians of the features' mean and
+    /// covariance, per channel (see [`meancov`]).
+    W2,
 }
 
 impl Default for LossConfig {
@@ -301,6 +366,7 @@ impl Default for LossConfig {
             style_weight: 40.0,
             tv_weight: 0.0,
             pool: Pool::Avg,
+            style_loss: StyleLoss::Gram,
         }
     }
 }
@@ -394,12 +460,24 @@ pub struct Objective<'a, T: Real = f32> {
     taps: Keep,
     shape: [usize; 3],
     content: Vec<(usize, f64, Vec<T>)>,
-    style: Vec<(usize, f64, Vec<T>)>,
+    style: Vec<StyleTerm<T>>,
     /// Buffers of an evaluation, kept between evaluations (locked by each: one evaluation
     /// already uses every core).
     buffers: Mutex<(Workspace<T>, LossScratch<T>, tiled::TileBuffers<T>)>,
     /// Evaluated tile by tile on this grid, when set.
     tiles: Option<TileGrid>,
+}
+
+/// One style layer of the objective: its weight lambda_l and the blended style's statistics.
+struct StyleTerm<T> {
+    layer: usize,
+    weight: f64,
+    /// The blended Gram matrix `T`.
+    gram: Vec<T>,
+    /// The blended channel means.
+    mean: Vec<T>,
+    /// What the mean + covariance loss compares with, when it is the style loss.
+    meancov: Option<MeanCovTarget>,
 }
 
 fn contiguous<T: Real, S: Data<Elem = T>>(a: &ArrayBase<S, Ix3>) -> std::borrow::Cow<'_, [T]> {
@@ -424,6 +502,9 @@ fn check_finite<T: Real, S: Data<Elem = T>>(what: &str, a: &ArrayBase<S, Ix3>) -
 pub struct StyleGrams<T = f32> {
     /// (layer index, `c x c` Gram matrix), one per distinct style layer, in network order.
     pub layers: Vec<(usize, Vec<T>)>,
+    /// The channel means at the same layers, in the same order (what the mean + covariance
+    /// loss needs besides the Gram matrix).
+    pub means: Vec<Vec<T>>,
 }
 
 impl<T: Real> StyleGrams<T> {
@@ -445,7 +526,10 @@ impl<T: Real> StyleGrams<T> {
         layers.sort_unstable();
         layers.dedup();
         let Some(depth) = layers.last().map(|&i| i + 1) else {
-            return Ok(StyleGrams { layers: Vec::new() });
+            return Ok(StyleGrams {
+                layers: Vec::new(),
+                means: Vec::new(),
+            });
         };
         vgg.check_input(image.shape(), depth)?;
         check_finite("style image", image)?;
@@ -465,9 +549,13 @@ impl<T: Real> StyleGrams<T> {
                 &mut LossScratch::default(),
                 &mut None,
             );
-            let grams = bufs.into_grams();
+            let (grams, means) = bufs.into_stats();
             return Ok(StyleGrams {
                 layers: layers.into_iter().zip(grams).collect(),
+                means: means
+                    .into_iter()
+                    .map(|m| m.into_iter().map(T::from_f64).collect())
+                    .collect(),
             });
         }
         let mut acts = Workspace::new();
@@ -482,14 +570,18 @@ impl<T: Real> StyleGrams<T> {
             &mut acts,
             &mut None,
         );
+        let mut means = Vec::with_capacity(layers.len());
         let layers = layers
             .into_iter()
             .map(|i| {
                 let out = acts.layer(i);
+                let mut mean = Vec::new();
+                channel_means(out.data, out.c, out.h * out.w, &mut mean);
+                means.push(mean.into_iter().map(T::from_f64).collect());
                 (i, gram(out.data, out.c, out.h * out.w))
             })
             .collect();
-        Ok(StyleGrams { layers })
+        Ok(StyleGrams { layers, means })
     }
 
     /// The Gram matrix at layer `i`, if computed.
@@ -498,6 +590,12 @@ impl<T: Real> StyleGrams<T> {
             .iter()
             .find(|(l, _)| *l == i)
             .map(|(_, g)| g.as_slice())
+    }
+
+    /// The channel means at layer `i`, if computed.
+    pub fn mean(&self, i: usize) -> Option<&[T]> {
+        let k = self.layers.iter().position(|(l, _)| *l == i)?;
+        self.means.get(k).map(|m| m.as_slice())
     }
 }
 
@@ -613,29 +711,46 @@ impl<'a, T: Real> Objective<'a, T> {
                 "style blend weights must be >= 0 with a positive sum".into(),
             ));
         }
-        let mut style_targets: Vec<(usize, f64, Vec<T>)> =
-            style_idx.iter().map(|&(i, w)| (i, w, Vec::new())).collect();
+        let mut style_targets: Vec<StyleTerm<T>> = style_idx
+            .iter()
+            .map(|&(layer, weight)| StyleTerm {
+                layer,
+                weight,
+                gram: Vec::new(),
+                mean: Vec::new(),
+                meancov: None,
+            })
+            .collect();
         for (grams, b) in styles {
             let b = T::from_f64(b.as_f64() / blend_sum);
-            for (i, _, target) in style_targets.iter_mut() {
-                let g = grams.layer(*i).ok_or_else(|| {
-                    Error::Config(format!(
-                        "style Gram matrices lack layer {}",
-                        crate::vgg::LAYER_NAMES[*i]
-                    ))
-                })?;
-                if target.is_empty() {
-                    target.resize(g.len(), T::zero());
+            for term in style_targets.iter_mut() {
+                let name = crate::vgg::LAYER_NAMES[term.layer];
+                let lacks = || Error::Config(format!("style Gram matrices lack layer {name}"));
+                let g = grams.layer(term.layer).ok_or_else(lacks)?;
+                let m = grams.mean(term.layer).ok_or_else(lacks)?;
+                if term.gram.is_empty() {
+                    term.gram.resize(g.len(), T::zero());
+                    term.mean.resize(m.len(), T::zero());
                 }
-                if target.len() != g.len() {
+                if term.gram.len() != g.len()
+                    || term.mean.len() != m.len()
+                    || m.len().pow(2) != g.len()
+                {
                     return Err(Error::Shape(format!(
-                        "style Gram matrix at {} has {} entries, expected {}",
-                        crate::vgg::LAYER_NAMES[*i],
+                        "style statistics at {name} have {} and {} entries, expected {} and {}",
                         g.len(),
-                        target.len()
+                        m.len(),
+                        term.gram.len(),
+                        term.mean.len()
                     )));
                 }
-                target.iter_mut().zip(g).for_each(|(t, &g)| *t += b * g);
+                term.gram.iter_mut().zip(g).for_each(|(t, &g)| *t += b * g);
+                term.mean.iter_mut().zip(m).for_each(|(t, &m)| *t += b * m);
+            }
+        }
+        if config.style_loss == StyleLoss::W2 {
+            for term in style_targets.iter_mut() {
+                term.meancov = Some(MeanCovTarget::new(&term.gram, &term.mean)?);
             }
         }
         Ok(Objective {
@@ -705,7 +820,7 @@ impl<'a, T: Real> Objective<'a, T> {
         let (content, style) = match &self.tiles {
             Some(grid) => self.evaluate_tiled(grid, &xs, grad, net, tile_buffers, scratch, timings),
             None => self.evaluate_whole(&xs, grad, net, scratch, timings),
-        };
+        }?;
         let tv_scale = T::from_f64(cfg.tv_weight);
         let tv = timed(timings, "tv loss", || {
             tv_loss(&xs, (c, h, w), tv_scale, grad, scratch)
@@ -727,7 +842,7 @@ impl<'a, T: Real> Objective<'a, T> {
         net: &mut Workspace<T>,
         scratch: &mut LossScratch<T>,
         timings: &mut Option<Timings>,
-    ) -> (f64, f64) {
+    ) -> Result<(f64, f64)> {
         let cfg = &self.config;
         let [_, h, w] = self.shape;
         self.vgg
@@ -735,6 +850,7 @@ impl<'a, T: Real> Objective<'a, T> {
         // Losses are evaluated inside the backward pass, layer by layer, adding their
         // gradients to the one flowing down.
         let (mut content, mut style) = (0.0, 0.0);
+        let mut failed = None;
         self.vgg
             .backward_into(net, cfg.pool, grad, timings, |i, out, g, timings| {
                 for (_, wl, target) in self.content.iter().filter(|t| t.0 == i) {
@@ -744,16 +860,24 @@ impl<'a, T: Real> Objective<'a, T> {
                             content_loss(out.data, target, scale, g, scratch)
                         });
                 }
-                for (_, wl, target) in self.style.iter().filter(|t| t.0 == i) {
-                    let scale = T::from_f64(cfg.style_weight * wl);
+                for term in self.style.iter().filter(|t| t.layer == i) {
+                    let scale = T::from_f64(cfg.style_weight * term.weight);
                     let n = out.h * out.w;
-                    style += wl
-                        * timed(timings, "style loss", || {
-                            style_loss(out.data, out.c, n, target, scale, g, scratch)
-                        });
+                    let value = timed(timings, "style loss", || match &term.meancov {
+                        None => Ok(style_loss(
+                            out.data, out.c, n, &term.gram, scale, g, scratch,
+                        )),
+                        Some(t) => meancov_loss(out.data, out.c, n, t, scale, g, scratch),
+                    });
+                    match value {
+                        Ok(v) => style += term.weight * v,
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
                 }
             });
-        (content, style)
+        failed.map_or(Ok((content, style)), Err)
     }
 }
 

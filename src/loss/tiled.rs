@@ -7,8 +7,9 @@
 //! backwards, so the last tile of pass 1 is still in the workspace and is not run again.
 //! Memory: one tile's buffers, whatever the size of the image.
 
-use super::{content_owned, LossScratch, Objective, GRAD_TILE};
-use crate::gemm::{par_gemm, MatRef, Real};
+use super::{add_style_grad, content_owned, LossScratch, Objective};
+use crate::error::Result;
+use crate::gemm::Real;
 use crate::ops::Pool;
 use crate::profile::Timings;
 use crate::tiling::{Span, Tile, TileGrid};
@@ -25,9 +26,12 @@ pub(crate) struct TileBuffers<T> {
     /// One layer's owned activations, `c x positions`, and their gradient.
     packed: Vec<T>,
     packed_grad: Vec<T>,
-    /// Pass 1's Gram matrices (one per distinct style layer) and each style term's G - T.
+    /// Pass 1's Gram matrices and channel means (one per distinct style layer), and each
+    /// style term's gradient pieces: G - T, or D and the bias of the mean + covariance loss.
     grams: Vec<Vec<T>>,
+    means: Vec<Vec<f64>>,
     diffs: Vec<Vec<T>>,
+    biases: Vec<Vec<T>>,
 }
 
 /// Copies the `ys x xs` window of `src` (`c x h x w`) into `dst` (`c x ys.len() x xs.len()`).
@@ -110,8 +114,9 @@ fn layer_positions(grid: &TileGrid, layer: usize) -> usize {
     (grid.height >> b) * (grid.width >> b)
 }
 
-/// Pass 1: the Gram matrices `F F^T / n` of `x` at `layers` (distinct, ascending) into `grams`,
-/// tile by tile, keeping `keep` (at least `layers`). The last tile's activations stay in `ws`.
+/// Pass 1: the Gram matrices `F F^T / n` and channel means of `x` at `layers` (distinct,
+/// ascending) into `grams` and `means`, tile by tile, keeping `keep` (at least `layers`). The
+/// last tile's activations stay in `ws`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiled_grams<T: Real>(
     vgg: &Vgg<T>,
@@ -132,11 +137,16 @@ pub(crate) fn tiled_grams<T: Real>(
         input,
         packed,
         grams,
+        means,
         ..
     } = bufs;
     grams.resize_with(layers.len(), Vec::new);
+    means.resize_with(layers.len(), Vec::new);
     for g in grams.iter_mut() {
         g.clear();
+    }
+    for m in means.iter_mut() {
+        m.clear();
     }
     for tile in &grid.tiles {
         forward_tile(
@@ -150,11 +160,12 @@ pub(crate) fn tiled_grams<T: Real>(
             ws,
             timings,
         );
-        for (&i, g) in layers.iter().zip(grams.iter_mut()) {
+        for ((&i, g), sums) in layers.iter().zip(grams.iter_mut()).zip(means.iter_mut()) {
             let out = ws.layer(i);
             let owned = tile.owned_at(i);
             if g.is_empty() {
                 g.resize(out.c * out.c, T::zero());
+                sums.resize(out.c, 0.0);
             }
             if owned.positions() == 0 {
                 continue;
@@ -177,8 +188,16 @@ pub(crate) fn tiled_grams<T: Real>(
                     g,
                     &mut scratch.partials,
                 );
+                let n = owned.positions();
+                for (sum, row) in sums.iter_mut().zip(packed.chunks(n)) {
+                    *sum += row.iter().map(|v| v.as_f64()).sum::<f64>();
+                }
             });
         }
+    }
+    for (&i, m) in layers.iter().zip(means.iter_mut()) {
+        let n = layer_positions(grid, i) as f64;
+        m.iter_mut().for_each(|v| *v /= n);
     }
 }
 
@@ -253,11 +272,11 @@ impl<T: Real> Objective<'_, T> {
         bufs: &mut TileBuffers<T>,
         scratch: &mut LossScratch<T>,
         timings: &mut Option<Timings>,
-    ) -> (f64, f64) {
+    ) -> Result<(f64, f64)> {
         let cfg = &self.config;
         let (h, w) = (grid.height, grid.width);
         // Pass 1: the global Gram matrices, then each style term's value and G - T.
-        let mut layers: Vec<usize> = self.style.iter().map(|t| t.0).collect();
+        let mut layers: Vec<usize> = self.style.iter().map(|t| t.layer).collect();
         layers.sort_unstable();
         layers.dedup();
         tiled_grams(
@@ -265,12 +284,25 @@ impl<T: Real> Objective<'_, T> {
         );
         let mut style = 0.0;
         bufs.diffs.resize_with(self.style.len(), Vec::new);
-        for ((i, wl, target), diff) in self.style.iter().zip(bufs.diffs.iter_mut()) {
-            let g = &bufs.grams[layers.binary_search(i).expect("a style layer")];
-            diff.clear();
-            diff.extend(g.iter().zip(target).map(|(&g, &t)| g - t));
-            let c2 = diff.len() as f64;
-            style += wl * diff.iter().map(|d| d.as_f64().powi(2)).sum::<f64>() / (4.0 * c2);
+        bufs.biases.resize_with(self.style.len(), Vec::new);
+        let mut pieces = super::MeanCovGrad::default();
+        for (k, term) in self.style.iter().enumerate() {
+            let at = layers.binary_search(&term.layer).expect("a style layer");
+            let (g, diff) = (&bufs.grams[at], &mut bufs.diffs[k]);
+            match &term.meancov {
+                None => {
+                    diff.clear();
+                    diff.extend(g.iter().zip(&term.gram).map(|(&g, &t)| g - t));
+                    let c2 = diff.len() as f64;
+                    let value = diff.iter().map(|d| d.as_f64().powi(2)).sum::<f64>() / (4.0 * c2);
+                    style += term.weight * value;
+                }
+                Some(target) => {
+                    style += term.weight * target.term(g, &bufs.means[at], &mut pieces)?;
+                    std::mem::swap(diff, &mut pieces.diff);
+                    std::mem::swap(&mut bufs.biases[k], &mut pieces.bias);
+                }
+            }
         }
         // Pass 2, last tile first: its forward pass is the one pass 1 left in `ws` when both
         // passes run the same layers.
@@ -282,6 +314,7 @@ impl<T: Real> Objective<'_, T> {
             packed,
             packed_grad,
             diffs,
+            biases,
             ..
         } = bufs;
         let reuse = layers.last().map(|&i| i + 1) == Some(self.depth);
@@ -329,22 +362,29 @@ impl<T: Real> Objective<'_, T> {
                         let (ys, xs) = (owned.local_y, owned.local_x);
                         let whole = layer_positions(grid, i) as f64;
                         let mut first = true;
-                        for ((l, wl, _), diff) in self.style.iter().zip(diffs.iter()) {
-                            if *l != i {
+                        for (k, term) in self.style.iter().enumerate() {
+                            if term.layer != i {
                                 continue;
                             }
                             if first {
                                 crop(out.data, (out.c, out.h, out.w), ys, xs, packed);
                                 packed_grad.resize(out.c * n, T::zero());
                             }
-                            let scale = cfg.style_weight * wl / ((out.c * out.c) as f64 * whole);
-                            par_gemm(
-                                T::from_f64(scale),
-                                MatRef::new(diff, out.c, out.c),
-                                MatRef::new(packed, out.c, n),
-                                if first { T::zero() } else { T::one() },
+                            let c = out.c as f64;
+                            let (scale, bias) = match term.meancov {
+                                None => (term.weight / (c * c * whole), None),
+                                Some(_) => (term.weight * 2.0 / (c * whole), Some(&biases[k][..])),
+                            };
+                            let scale = T::from_f64(cfg.style_weight * scale);
+                            add_style_grad(
+                                scale,
+                                &diffs[k],
+                                bias,
+                                packed,
+                                out.c,
+                                n,
+                                !first,
                                 packed_grad,
-                                GRAD_TILE,
                             );
                             first = false;
                         }
@@ -364,13 +404,13 @@ impl<T: Real> Objective<'_, T> {
                 )
             });
         }
-        (content, style)
+        Ok((content, style))
     }
 }
 
 impl<T> TileBuffers<T> {
-    /// Pass 1's Gram matrices.
-    pub(crate) fn into_grams(self) -> Vec<Vec<T>> {
-        self.grams
+    /// Pass 1's Gram matrices and channel means.
+    pub(crate) fn into_stats(self) -> (Vec<Vec<T>>, Vec<Vec<f64>>) {
+        (self.grams, self.means)
     }
 }

@@ -1,7 +1,7 @@
 //! The command line's flags, and how they become a [`Job`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset};
+use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset, StyleLoss};
 use std::path::PathBuf;
 
 /// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
@@ -228,6 +228,10 @@ pub struct PaintOptions {
     /// Pooling between VGG blocks: avg, max, or l2 (root mean square of each window).
     #[arg(long, value_enum, default_value_t = PoolArg::Avg)]
     pub pool: PoolArg,
+    /// Style loss: gram (Gram matrices, Gatys et al.) or w2 (Wasserstein-2 distance between
+    /// the Gaussians of the features' mean and covariance).
+    #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
+    pub style_loss: StyleLossArg,
     /// Content layers as NAME[:WEIGHT],... (weight 1 when omitted).
     #[arg(long, default_value = "conv4_2")]
     pub content_layers: Layers,
@@ -260,6 +264,12 @@ pub enum ColorsArg {
     Off,
     Luminance,
     Histogram,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StyleLossArg {
+    Gram,
+    W2,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -327,6 +337,10 @@ impl PaintOptions {
                 PoolArg::Max => Pool::Max,
                 PoolArg::L2 => Pool::L2,
             },
+            style_loss: match self.style_loss {
+                StyleLossArg::Gram => StyleLoss::Gram,
+                StyleLossArg::W2 => StyleLoss::W2,
+            },
             init: InitSpec::from(self.init.clone()),
             init_ratio: self.init_ratio,
             original_colors: match self.original_colors {
@@ -360,6 +374,8 @@ mod tests {
             "seed",
             "--iterations",
             "7",
+            "--style-loss",
+            "w2",
         ];
         let matches = Cli::command().try_get_matches_from(argv).unwrap();
         let cli = Cli::from_arg_matches(&matches).unwrap();
@@ -372,6 +388,8 @@ mod tests {
             .unwrap();
         let seed = Preset::Seed.job();
         assert_eq!(job.iterations, 7);
+        // A flag the preset also sets (seed: Gram) wins.
+        assert_eq!(job.loss_config().style_loss, StyleLoss::W2);
         assert_eq!((job.optimizer, job.init), (seed.optimizer, seed.init));
         assert_eq!(job.content, PathBuf::from("c"));
     }
