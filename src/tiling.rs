@@ -57,6 +57,16 @@ pub struct Owned {
 }
 
 impl Owned {
+    /// All positions of an `h x w` layer of an untiled evaluation.
+    pub fn whole(h: usize, w: usize) -> Self {
+        Owned {
+            local_y: Span { start: 0, end: h },
+            local_x: Span { start: 0, end: w },
+            global_y: 0,
+            global_x: 0,
+        }
+    }
+
     pub fn positions(&self) -> usize {
         self.local_y.len() * self.local_x.len()
     }

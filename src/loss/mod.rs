@@ -15,9 +15,12 @@ use ndarray::{Array3, ArrayBase, Data, Ix3};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
+mod masks;
 pub mod meancov;
 mod tiled;
 
+use masks::LayerMask;
+pub use masks::Masks;
 use meancov::{channel_means, MeanCovGrad, MeanCovTarget};
 
 /// Elements per chunk of the ordered parallel reductions.
@@ -41,6 +44,9 @@ pub struct LossScratch<T> {
     /// Channel means and the gradient pieces of the mean + covariance loss.
     means: Vec<f64>,
     meancov: MeanCovGrad<T>,
+    /// Masked terms: the weighted features and the weighted Gram matrix.
+    weighted: Vec<T>,
+    masked_gram: Vec<T>,
 }
 
 /// Sums `parts` after `fill` wrote one partial per fixed chunk: the order is fixed, so the
@@ -247,11 +253,13 @@ pub fn content_loss<T: Real>(
 /// [`content_loss`] over the positions a tile owns: `out` is the tile's layer output, `target`
 /// the whole image's (`c x whole.0 x whole.1`); normalised by the whole layer's size, so the
 /// tiles' values sum to the untiled one. Adds the owned positions' gradient to `grad`.
+#[allow(clippy::too_many_arguments)]
 fn content_owned<T: Real>(
     out: crate::vgg::LayerOutput<'_, T>,
     owned: &Owned,
     target: &[T],
     whole: (usize, usize),
+    weights: Option<&[T]>,
     grad_scale: T,
     grad: &mut [T],
     sums: &mut Vec<f64>,
@@ -275,9 +283,19 @@ fn content_owned<T: Real>(
                         .iter_mut()
                         .zip(&a[local..local + n])
                         .zip(&t[global..global + n]);
-                    for ((g, &x), &y) in rows {
-                        *s += (x.as_f64() - y.as_f64()).powi(2);
-                        *g += (x - y) * k;
+                    match weights {
+                        None => {
+                            for ((g, &x), &y) in rows {
+                                *s += (x.as_f64() - y.as_f64()).powi(2);
+                                *g += (x - y) * k;
+                            }
+                        }
+                        Some(u) => {
+                            for (((g, &x), &y), &u) in rows.zip(&u[global..global + n]) {
+                                *s += u.as_f64() * (x.as_f64() - y.as_f64()).powi(2);
+                                *g += (x - y) * k * u;
+                            }
+                        }
                     }
                 }
             })
@@ -459,7 +477,7 @@ pub struct Objective<'a, T: Real = f32> {
     /// The layers the losses read: the only outputs an evaluation keeps.
     taps: Keep,
     shape: [usize; 3],
-    content: Vec<(usize, f64, Vec<T>)>,
+    content: Vec<ContentTerm<T>>,
     style: Vec<StyleTerm<T>>,
     /// Buffers of an evaluation, kept between evaluations (locked by each: one evaluation
     /// already uses every core).
@@ -468,10 +486,21 @@ pub struct Objective<'a, T: Real = f32> {
     tiles: Option<TileGrid>,
 }
 
-/// One style layer of the objective: its weight lambda_l and the blended style's statistics.
+/// One content layer of the objective: its weight w_l, the photograph's activations there and,
+/// with a content mask, the loss weight of each position.
+struct ContentTerm<T> {
+    layer: usize,
+    weight: f64,
+    target: Vec<T>,
+    mask: Option<Vec<T>>,
+}
+
+/// One style layer of the objective: its weight lambda_l and the (blended) style's statistics;
+/// with a style mask, one style's term and its mask at the layer.
 struct StyleTerm<T> {
     layer: usize,
     weight: f64,
+    mask: Option<LayerMask<T>>,
     /// The blended Gram matrix `T`.
     gram: Vec<T>,
     /// The blended channel means.
@@ -542,6 +571,7 @@ impl<T: Real> StyleGrams<T> {
                 &contiguous(image),
                 &grid,
                 &layers,
+                &[],
                 Keep::layers(layers.iter().copied()),
                 pool,
                 &mut Workspace::new(),
@@ -650,7 +680,22 @@ impl<'a, T: Real> Objective<'a, T> {
         config: &LossConfig,
         tile: Option<usize>,
     ) -> Result<Self> {
+        Self::with_masks(vgg, content, styles, config, tile, &Masks::default())
+    }
+
+    /// `with_style_grams_tiled` with spatial control ([`Masks`], at the content image's size):
+    /// each masked style is its own term, its statistics taken over its mask (its blend
+    /// weight scales its term), and a content mask weights the content loss.
+    pub fn with_masks(
+        vgg: &'a Vgg<T>,
+        content: &Array3<T>,
+        styles: &[(&StyleGrams<T>, T)],
+        config: &LossConfig,
+        tile: Option<usize>,
+        masks: &Masks<T>,
+    ) -> Result<Self> {
         config.validate()?;
+        masks.check((content.shape()[1], content.shape()[2]), styles.len())?;
         let content_idx = LossConfig::resolve(&config.content_layers, "content")?;
         let style_idx = LossConfig::resolve(&config.style_layers, "style")?;
         let depth = config.depth()?;
@@ -671,7 +716,7 @@ impl<'a, T: Real> Objective<'a, T> {
                 content_idx
                     .iter()
                     .map(|&(i, w)| (i, w, acts.layer(i).data.to_vec()))
-                    .collect()
+                    .collect::<Vec<_>>()
             }
             Some(grid) => {
                 let mut layers: Vec<usize> = content_idx.iter().map(|t| t.0).collect();
@@ -697,6 +742,18 @@ impl<'a, T: Real> Objective<'a, T> {
                     .collect()
             }
         };
+        let content_targets = content_targets
+            .into_iter()
+            .map(|(layer, weight, target)| ContentTerm {
+                layer,
+                weight,
+                target,
+                mask: masks
+                    .content
+                    .as_ref()
+                    .map(|(m, k)| masks::content_weights(m, *k, layer)),
+            })
+            .collect();
 
         if !style_idx.is_empty() && styles.is_empty() {
             return Err(Error::Config(
@@ -711,19 +768,39 @@ impl<'a, T: Real> Objective<'a, T> {
                 "style blend weights must be >= 0 with a positive sum".into(),
             ));
         }
-        let mut style_targets: Vec<StyleTerm<T>> = style_idx
-            .iter()
-            .map(|&(layer, weight)| StyleTerm {
-                layer,
-                weight,
-                gram: Vec::new(),
-                mean: Vec::new(),
-                meancov: None,
-            })
-            .collect();
-        for (grams, b) in styles {
+        let blank = |&(layer, weight): &(usize, f64)| StyleTerm {
+            layer,
+            weight,
+            mask: None,
+            gram: Vec::new(),
+            mean: Vec::new(),
+            meancov: None,
+        };
+        // Unmasked: one term per layer against the blend. Masked: one per style and layer,
+        // weighted by its blend weight, against that style alone.
+        let masked = masks.any_style();
+        let mut style_targets: Vec<StyleTerm<T>> = Vec::new();
+        if !masked {
+            style_targets = style_idx.iter().map(blank).collect();
+        }
+        for (k, (grams, b)) in styles.iter().enumerate() {
             let b = T::from_f64(b.as_f64() / blend_sum);
-            for term in style_targets.iter_mut() {
+            let own = if masked {
+                let at = style_targets.len();
+                for (layer, weight) in &style_idx {
+                    let mask = masks.style[k].as_ref().map(|m| masks::at_layer(m, *layer));
+                    style_targets.push(StyleTerm {
+                        weight: weight * b.as_f64(),
+                        mask,
+                        ..blank(&(*layer, *weight))
+                    });
+                }
+                at
+            } else {
+                0
+            };
+            let b = if masked { T::one() } else { b };
+            for term in style_targets[own..].iter_mut() {
                 let name = crate::vgg::LAYER_NAMES[term.layer];
                 let lacks = || Error::Config(format!("style Gram matrices lack layer {name}"));
                 let g = grams.layer(term.layer).ok_or_else(lacks)?;
@@ -853,21 +930,43 @@ impl<'a, T: Real> Objective<'a, T> {
         let mut failed = None;
         self.vgg
             .backward_into(net, cfg.pool, grad, timings, |i, out, g, timings| {
-                for (_, wl, target) in self.content.iter().filter(|t| t.0 == i) {
-                    let scale = T::from_f64(cfg.content_weight * wl);
-                    content += wl
-                        * timed(timings, "content loss", || {
-                            content_loss(out.data, target, scale, g, scratch)
+                for term in self.content.iter().filter(|t| t.layer == i) {
+                    let scale = T::from_f64(cfg.content_weight * term.weight);
+                    content += term.weight
+                        * timed(timings, "content loss", || match &term.mask {
+                            None => content_loss(out.data, &term.target, scale, g, scratch),
+                            Some(u) => {
+                                let all = Owned::whole(out.h, out.w);
+                                let dims = (out.h, out.w);
+                                let sums = &mut scratch.sums;
+                                content_owned(
+                                    out,
+                                    &all,
+                                    &term.target,
+                                    dims,
+                                    Some(u),
+                                    scale,
+                                    g,
+                                    sums,
+                                )
+                            }
                         });
                 }
                 for term in self.style.iter().filter(|t| t.layer == i) {
                     let scale = T::from_f64(cfg.style_weight * term.weight);
                     let n = out.h * out.w;
-                    let value = timed(timings, "style loss", || match &term.meancov {
-                        None => Ok(style_loss(
-                            out.data, out.c, n, &term.gram, scale, g, scratch,
-                        )),
-                        Some(t) => meancov_loss(out.data, out.c, n, t, scale, g, scratch),
+                    let value = timed(timings, "style loss", || {
+                        match (&term.mask, &term.meancov) {
+                            (Some(mask), _) => masks::masked_style_loss(
+                                out.data, out.c, term, mask, scale, g, scratch,
+                            ),
+                            (None, None) => Ok(style_loss(
+                                out.data, out.c, n, &term.gram, scale, g, scratch,
+                            )),
+                            (None, Some(t)) => {
+                                meancov_loss(out.data, out.c, n, t, scale, g, scratch)
+                            }
+                        }
                     });
                     match value {
                         Ok(v) => style += term.weight * v,

@@ -7,6 +7,7 @@
 //! backwards, so the last tile of pass 1 is still in the workspace and is not run again.
 //! Memory: one tile's buffers, whatever the size of the image.
 
+use super::masks::{accumulate_weighted, add_masked_grad, masked_term, LayerMask};
 use super::{add_style_grad, content_owned, LossScratch, Objective};
 use crate::error::Result;
 use crate::gemm::Real;
@@ -32,6 +33,12 @@ pub(crate) struct TileBuffers<T> {
     means: Vec<Vec<f64>>,
     diffs: Vec<Vec<T>>,
     biases: Vec<Vec<T>>,
+    /// Masked style terms: pass 1's weighted Gram matrices and sums, one per term, the
+    /// tile's crop of a mask and the weighted features.
+    masked_grams: Vec<Vec<T>>,
+    masked_sums: Vec<Vec<f64>>,
+    weights: Vec<T>,
+    weighted: Vec<T>,
 }
 
 /// Copies the `ys x xs` window of `src` (`c x h x w`) into `dst` (`c x ys.len() x xs.len()`).
@@ -115,14 +122,17 @@ fn layer_positions(grid: &TileGrid, layer: usize) -> usize {
 }
 
 /// Pass 1: the Gram matrices `F F^T / n` and channel means of `x` at `layers` (distinct,
-/// ascending) into `grams` and `means`, tile by tile, keeping `keep` (at least `layers`). The
-/// last tile's activations stay in `ws`.
+/// ascending) into `grams` and `means`, tile by tile, keeping `keep` (at least `layers`); for
+/// each `masked` term (a layer among `layers` and a mask at it), the weighted statistics
+/// into `masked_grams` and `masked_sums` (`F F^T w / W` and `F w`). The last tile's
+/// activations stay in `ws`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tiled_grams<T: Real>(
     vgg: &Vgg<T>,
     x: &[T],
     grid: &TileGrid,
     layers: &[usize],
+    masked: &[(usize, &LayerMask<T>)],
     keep: Keep,
     pool: Pool,
     ws: &mut Workspace<T>,
@@ -138,8 +148,18 @@ pub(crate) fn tiled_grams<T: Real>(
         packed,
         grams,
         means,
+        masked_grams,
+        masked_sums,
+        weights,
+        weighted,
         ..
     } = bufs;
+    masked_grams.resize_with(masked.len(), Vec::new);
+    masked_sums.resize_with(masked.len(), Vec::new);
+    for (g, s) in masked_grams.iter_mut().zip(masked_sums.iter_mut()) {
+        g.clear();
+        s.clear();
+    }
     grams.resize_with(layers.len(), Vec::new);
     means.resize_with(layers.len(), Vec::new);
     for g in grams.iter_mut() {
@@ -194,11 +214,70 @@ pub(crate) fn tiled_grams<T: Real>(
                 }
             });
         }
+        for ((&(i, mask), g), sums) in masked
+            .iter()
+            .zip(masked_grams.iter_mut())
+            .zip(masked_sums.iter_mut())
+        {
+            let out = ws.layer(i);
+            let owned = tile.owned_at(i);
+            if g.is_empty() {
+                g.resize(out.c * out.c, T::zero());
+                sums.resize(out.c, 0.0);
+            }
+            if owned.positions() == 0 || mask.sum <= 0.0 {
+                continue;
+            }
+            timed(timings, "tile gram", || {
+                crop(
+                    out.data,
+                    (out.c, out.h, out.w),
+                    owned.local_y,
+                    owned.local_x,
+                    packed,
+                );
+                crop_mask(mask, grid, i, &owned, weights);
+                let scale = T::from_f64(1.0 / mask.sum);
+                let n = owned.positions();
+                accumulate_weighted(
+                    packed,
+                    out.c,
+                    n,
+                    weights,
+                    scale,
+                    g,
+                    sums,
+                    weighted,
+                    &mut scratch.partials,
+                );
+            });
+        }
     }
     for (&i, m) in layers.iter().zip(means.iter_mut()) {
         let n = layer_positions(grid, i) as f64;
         m.iter_mut().for_each(|v| *v /= n);
     }
+}
+
+/// The owned positions' weights of `mask` (at layer `layer` of `grid`'s image) into `dst`.
+fn crop_mask<T: Real>(
+    mask: &LayerMask<T>,
+    grid: &TileGrid,
+    layer: usize,
+    owned: &crate::tiling::Owned,
+    dst: &mut Vec<T>,
+) {
+    let b = block_of(layer);
+    let (lh, lw) = (grid.height >> b, grid.width >> b);
+    let ys = Span {
+        start: owned.global_y,
+        end: owned.global_y + owned.local_y.len(),
+    };
+    let xs = Span {
+        start: owned.global_x,
+        end: owned.global_x + owned.local_x.len(),
+    };
+    crop(&mask.weights, (1, lh, lw), ys, xs, dst);
 }
 
 /// The outputs of `x` at `layers` (distinct, ascending), each `c x h_l x w_l` as the whole
@@ -279,14 +358,30 @@ impl<T: Real> Objective<'_, T> {
         let mut layers: Vec<usize> = self.style.iter().map(|t| t.layer).collect();
         layers.sort_unstable();
         layers.dedup();
+        let masked: Vec<(usize, &LayerMask<T>)> = self
+            .style
+            .iter()
+            .filter_map(|t| t.mask.as_ref().map(|m| (t.layer, m)))
+            .collect();
         tiled_grams(
-            self.vgg, x, grid, &layers, self.taps, cfg.pool, ws, bufs, scratch, timings,
+            self.vgg, x, grid, &layers, &masked, self.taps, cfg.pool, ws, bufs, scratch, timings,
         );
         let mut style = 0.0;
         bufs.diffs.resize_with(self.style.len(), Vec::new);
         bufs.biases.resize_with(self.style.len(), Vec::new);
         let mut pieces = super::MeanCovGrad::default();
+        let mut masked_at = 0;
         for (k, term) in self.style.iter().enumerate() {
+            if let Some(mask) = &term.mask {
+                let (g, sums) = (&bufs.masked_grams[masked_at], &bufs.masked_sums[masked_at]);
+                masked_at += 1;
+                if mask.sum > 0.0 {
+                    let mean: Vec<f64> = sums.iter().map(|s| s / mask.sum).collect();
+                    let (diff, bias) = (&mut bufs.diffs[k], &mut bufs.biases[k]);
+                    style += term.weight * masked_term(term, g, &mean, diff, bias, &mut pieces)?;
+                }
+                continue;
+            }
             let at = layers.binary_search(&term.layer).expect("a style layer");
             let (g, diff) = (&bufs.grams[at], &mut bufs.diffs[k]);
             match &term.meancov {
@@ -315,6 +410,8 @@ impl<T: Real> Objective<'_, T> {
             packed_grad,
             diffs,
             biases,
+            weights,
+            weighted,
             ..
         } = bufs;
         let reuse = layers.last().map(|&i| i + 1) == Some(self.depth);
@@ -340,17 +437,18 @@ impl<T: Real> Objective<'_, T> {
                     if owned.positions() == 0 {
                         return;
                     }
-                    for (_, wl, target) in self.content.iter().filter(|t| t.0 == i) {
+                    for term in self.content.iter().filter(|t| t.layer == i) {
                         let b = block_of(i);
-                        let scale = T::from_f64(cfg.content_weight * wl);
+                        let scale = T::from_f64(cfg.content_weight * term.weight);
                         let whole = (grid.height >> b, grid.width >> b);
-                        content += wl
+                        content += term.weight
                             * timed(timings, "content loss", || {
                                 content_owned(
                                     out,
                                     &owned,
-                                    target,
+                                    &term.target,
                                     whole,
+                                    term.mask.as_deref(),
                                     scale,
                                     g,
                                     &mut scratch.sums,
@@ -363,7 +461,7 @@ impl<T: Real> Objective<'_, T> {
                         let whole = layer_positions(grid, i) as f64;
                         let mut first = true;
                         for (k, term) in self.style.iter().enumerate() {
-                            if term.layer != i {
+                            if term.layer != i || term.mask.as_ref().is_some_and(|m| m.sum <= 0.0) {
                                 continue;
                             }
                             if first {
@@ -371,21 +469,40 @@ impl<T: Real> Objective<'_, T> {
                                 packed_grad.resize(out.c * n, T::zero());
                             }
                             let c = out.c as f64;
+                            // A masked term's statistics are over its mask's weight W.
+                            let count = term.mask.as_ref().map_or(whole, |m| m.sum);
                             let (scale, bias) = match term.meancov {
-                                None => (term.weight / (c * c * whole), None),
-                                Some(_) => (term.weight * 2.0 / (c * whole), Some(&biases[k][..])),
+                                None => (term.weight / (c * c * count), None),
+                                Some(_) => (term.weight * 2.0 / (c * count), Some(&biases[k][..])),
                             };
                             let scale = T::from_f64(cfg.style_weight * scale);
-                            add_style_grad(
-                                scale,
-                                &diffs[k],
-                                bias,
-                                packed,
-                                out.c,
-                                n,
-                                !first,
-                                packed_grad,
-                            );
+                            match &term.mask {
+                                None => add_style_grad(
+                                    scale,
+                                    &diffs[k],
+                                    bias,
+                                    packed,
+                                    out.c,
+                                    n,
+                                    !first,
+                                    packed_grad,
+                                ),
+                                Some(mask) => {
+                                    crop_mask(mask, grid, i, &owned, weights);
+                                    add_masked_grad(
+                                        scale,
+                                        &diffs[k],
+                                        bias,
+                                        packed,
+                                        weights,
+                                        out.c,
+                                        n,
+                                        !first,
+                                        packed_grad,
+                                        weighted,
+                                    );
+                                }
+                            }
                             first = false;
                         }
                         if !first {
