@@ -11,7 +11,10 @@ use ndarray::Array3;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod mask;
 mod strict;
+
+pub use mask::Mask;
 
 /// Per-channel mean (R, G, B) subtracted from 0..255 pixels to reach net space.
 pub const MEAN: [f32; 3] = [123.68, 116.779, 103.939];

@@ -146,6 +146,46 @@ impl From<InitSpec> for String {
     }
 }
 
+/// Where one style image paints (`--style-mask`): a greyscale file (white: this style here,
+/// grey: blended with the others), or everywhere. Serialised as the path, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(into = "String", from = "String")]
+pub enum StyleMask {
+    /// The style paints the whole image.
+    #[default]
+    Everywhere,
+    /// The style paints where this greyscale image is white.
+    File(PathBuf),
+}
+
+impl From<String> for StyleMask {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "none" => StyleMask::Everywhere,
+            _ => StyleMask::File(s.into()),
+        }
+    }
+}
+
+impl From<StyleMask> for String {
+    fn from(m: StyleMask) -> Self {
+        match m {
+            StyleMask::Everywhere => "none".into(),
+            StyleMask::File(p) => p.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+impl StyleMask {
+    /// The mask file, if any.
+    pub fn file(&self) -> Option<&PathBuf> {
+        match self {
+            StyleMask::Everywhere => None,
+            StyleMask::File(p) => Some(p),
+        }
+    }
+}
+
 /// One loss layer and its weight; `None` takes the default (1 for content layers, equal
 /// shares summing to 1 for style layers).
 #[derive(Debug, Clone, PartialEq)]
@@ -246,6 +286,13 @@ pub struct Job {
     pub styles: Vec<PathBuf>,
     /// Blend weights of `styles` (normalised to sum to 1); `None`: equal.
     pub style_blend: Option<Vec<f32>>,
+    /// Where each style paints, one per style in order (empty: every style everywhere). A
+    /// masked style's statistics are taken over its mask (Gatys et al. 2017).
+    pub style_masks: Vec<StyleMask>,
+    /// A greyscale image of where to keep the photograph closer (white: keep).
+    pub content_mask: Option<PathBuf>,
+    /// How many times the content loss counts where `content_mask` is white (1: no change).
+    pub content_mask_weight: f64,
     /// The painting (`.png`, `.jpg`, `.jpeg`), written atomically.
     pub output: PathBuf,
     /// Bits per channel of the output: 8, or 16 (PNG only).
@@ -300,6 +347,9 @@ impl Default for Job {
             content: PathBuf::new(),
             styles: Vec::new(),
             style_blend: None,
+            style_masks: Vec::new(),
+            content_mask: None,
+            content_mask_weight: 5.0,
             output: PathBuf::new(),
             output_depth: 8,
             size: 512,
@@ -432,6 +482,19 @@ impl Job {
                 ));
             }
         }
+        if !self.style_masks.is_empty() && self.style_masks.len() != self.styles.len() {
+            return Err(config_err(format!(
+                "--style-mask is given {} times for {} style images (one per --style, 'none' for everywhere)",
+                self.style_masks.len(),
+                self.styles.len()
+            )));
+        }
+        if !(self.content_mask_weight.is_finite() && self.content_mask_weight >= 0.0) {
+            return Err(config_err(format!(
+                "--content-mask-weight {} must be finite and >= 0",
+                self.content_mask_weight
+            )));
+        }
         if !(MIN_SIDE..=MAX_SIDE).contains(&self.size) {
             return Err(config_err(format!(
                 "--size {} must be {MIN_SIDE}..{MAX_SIDE}",
@@ -521,7 +584,8 @@ impl Job {
         };
         let paths = [&self.content, &self.output]
             .into_iter()
-            .chain(&self.styles);
+            .chain(&self.styles)
+            .chain(self.mask_files());
         match paths.chain(init).find(|p| p.to_str().is_none()) {
             Some(p) => Err(config_err(format!(
                 "{}: file names must be valid UTF-8",
@@ -529,6 +593,14 @@ impl Job {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The mask files the job reads: the styles' in order, then the content's.
+    pub fn mask_files(&self) -> impl Iterator<Item = &PathBuf> {
+        self.style_masks
+            .iter()
+            .filter_map(StyleMask::file)
+            .chain(&self.content_mask)
     }
 
     /// Parses a JSON object into a job (unknown keys are errors) and validates it.
@@ -569,7 +641,14 @@ mod tests {
         j.style_layers = "conv1_1:0.5,relu2_1".parse().unwrap();
         j.pool = Pool::Max;
         j.learning_rate = 0.1 + 0.2; // not a short decimal
+        j.style_masks = vec![StyleMask::File("sky.png".into()), StyleMask::Everywhere];
+        j.content_mask = Some("face.png".into());
+        j.content_mask_weight = 3.0;
         let text = j.to_json();
+        assert!(
+            text.contains("\"style_masks\":[\"sky.png\",\"none\"]"),
+            "{text}"
+        );
         assert!(
             text.contains("\"style_layers\":\"conv1_1:0.5,relu2_1\""),
             "{text}"
@@ -701,6 +780,14 @@ mod tests {
             ),
             (Box::new(|j| j.content_weight = -1.0), "content weight"),
             (Box::new(|j| j.init_ratio = 2.0), "--init-ratio"),
+            (
+                Box::new(|j| j.style_masks = vec![StyleMask::Everywhere; 2]),
+                "--style-mask",
+            ),
+            (
+                Box::new(|j| j.content_mask_weight = f64::NAN),
+                "--content-mask-weight",
+            ),
         ];
         for (change, culprit) in cases {
             let mut j = job();

@@ -153,6 +153,11 @@ fn stage_estimate(
         .sum();
     let (w, h) = scaled(content, size);
     let pixels = 3 * w * h * 4;
+    // Each mask: decoded at the photograph's size, resized to the stage, and carried to its
+    // layers' resolutions (a quarter less at each pooling: at most 4/3 of the stage's).
+    let masks = job.mask_files().count() as u64
+        * 4
+        * (content.0 as u64 * content.1 as u64 + w * h + (4 * w * h).div_ceil(3));
     let net = |h: u64, w: u64| match tile {
         None => network_bytes(job, h, w, depth),
         Some(side) => tile_bytes(job, h, w, side as u64, depth),
@@ -188,7 +193,7 @@ fn stage_estimate(
     let mut e = Estimate {
         network: net(h, w).max(style_net),
         optimizer: optimizer + vectors,
-        inputs: decoded,
+        inputs: decoded + masks,
         weights: weight_bytes(depth),
         overhead: BASE_BYTES + SCRATCH_BYTES_PER_THREAD * threads as u64,
         width: w,
@@ -429,6 +434,18 @@ mod tests {
             estimate(&multi, (512, 512), &[(512, 413)], 2).peak,
             e512.peak
         );
+        // Masks are counted: two of a 512 x 512 photograph (decoded, resized, per layer).
+        let mut masked = job.clone();
+        masked.styles.push("t".into());
+        masked.style_masks = vec![crate::job::StyleMask::File("m".into()); 2];
+        let two_styles = Job {
+            styles: masked.styles.clone(),
+            ..job.clone()
+        };
+        let sizes = [(512, 413), (512, 413)];
+        let more = estimate(&masked, (512, 512), &sizes, 2).inputs
+            - estimate(&two_styles, (512, 512), &sizes, 2).inputs;
+        assert_eq!(more, 2 * 4 * (2 * 512 * 512 + 349_526));
     }
 
     #[test]

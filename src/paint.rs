@@ -7,7 +7,7 @@ use crate::checkpoint::{Checkpoint, CheckpointView, InputHash, OptimizerSnapshot
 use crate::error::{Error, Result};
 use crate::image as img;
 use crate::job::{InitSpec, Job, Optimizer, OriginalColors};
-use crate::loss::{Objective, StyleGrams};
+use crate::loss::{Masks, Objective, StyleGrams};
 use crate::memory;
 use crate::optim::{Adam, Lbfgs, Stop};
 use crate::profile::Timings;
@@ -172,6 +172,46 @@ struct StyleSource {
     decoded: Option<image::Rgb32FImage>,
 }
 
+/// The job's decoded masks at full size, resized for each stage.
+struct MaskSources {
+    style: Vec<Option<img::Mask>>,
+    content: Option<(img::Mask, f64)>,
+}
+
+impl MaskSources {
+    /// Decodes the masks of `job` from `bytes` (the files of [`Job::mask_files`], in order),
+    /// checked against the photograph's `size`.
+    fn decode(job: &Job, bytes: &[Vec<u8>], size: (u32, u32)) -> Result<Self> {
+        let mut files = job.mask_files().zip(bytes);
+        let mut next = || {
+            let (path, bytes) = files.next().expect("one read per mask file");
+            img::Mask::decode(path, bytes, size)
+        };
+        let style = job
+            .style_masks
+            .iter()
+            .map(|m| m.file().map(|_| next()).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let content = match &job.content_mask {
+            Some(_) => Some((next()?, job.content_mask_weight)),
+            None => None,
+        };
+        Ok(MaskSources { style, content })
+    }
+
+    /// The masks at a stage of `h x w` pixels.
+    fn at(&self, h: usize, w: usize) -> Masks<f32> {
+        Masks {
+            style: self
+                .style
+                .iter()
+                .map(|m| m.as_ref().map(|m| m.at(h, w)))
+                .collect(),
+            content: self.content.as_ref().map(|(m, k)| (m.at(h, w), *k)),
+        }
+    }
+}
+
 /// What `--original-colors histogram` matches every style image to: the photograph's colour
 /// statistics and the hash of its file (part of the targets' cache key).
 struct ColorTarget {
@@ -254,6 +294,12 @@ impl<'v> Painter<'v> {
                 decoded: None,
             });
         }
+        let mut mask_bytes = Vec::new();
+        for p in job.mask_files() {
+            let bytes = read(p)?;
+            inputs.push(InputHash::of(p, &bytes));
+            mask_bytes.push(bytes);
+        }
         let init_bytes = match &job.init {
             InitSpec::File(p) => {
                 let bytes = read(p)?;
@@ -267,6 +313,8 @@ impl<'v> Painter<'v> {
             self.check_resume(ck, job, &inputs)?;
         }
         let content_image = img::decode_bytes(&job.content, &content_bytes)?;
+        let masks = MaskSources::decode(job, &mask_bytes, content_image.dimensions())?;
+        drop(mask_bytes);
         // Histogram matching is done once per style at full size, before the per-stage resize,
         // against the full-size photograph's statistics: every stage, style of a blend and
         // tile then sees the same matched style.
@@ -334,8 +382,14 @@ impl<'v> Painter<'v> {
                 .map(|g| &**g)
                 .zip(blend.iter().copied())
                 .collect();
-            let objective =
-                Objective::with_style_grams_tiled(self.vgg, &content, &blended, &config, tile)?;
+            let objective = Objective::with_masks(
+                self.vgg,
+                &content,
+                &blended,
+                &config,
+                tile,
+                &masks.at(h, w),
+            )?;
             let (start, snapshot) = match (resumed, x.take()) {
                 (Some(ck), _) => {
                     if ck.shape != [3, h, w] {

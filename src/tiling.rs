@@ -70,6 +70,18 @@ impl Owned {
     pub fn positions(&self) -> usize {
         self.local_y.len() * self.local_x.len()
     }
+
+    /// The owned rows and columns in the whole image's layer output.
+    pub fn global_spans(&self) -> (Span, Span) {
+        let span = |start: usize, len: usize| Span {
+            start,
+            end: start + len,
+        };
+        (
+            span(self.global_y, self.local_y.len()),
+            span(self.global_x, self.local_x.len()),
+        )
+    }
 }
 
 impl Tile {

@@ -269,10 +269,37 @@ fn row_job(
         })
         .collect::<Result<_, String>>()?;
     fields.insert("styles".into(), Value::Array(styles));
+    let masks = row.cells.get("style_mask").or(row.cells.get("style_masks"));
+    if let Some(masks) = masks.filter(|v| !v.is_null()) {
+        let masks: Vec<Value> = list(masks)
+            .iter()
+            .map(|m| match m {
+                Value::String(s) if s == "none" => Ok(m.clone()),
+                Value::String(s) => Ok(Value::String(resolve(dir, s).to_string_lossy().into())),
+                other => Err(format!(
+                    "column 'style_mask': expected paths or none, got {other}"
+                )),
+            })
+            .collect::<Result<_, String>>()?;
+        fields.insert("style_masks".into(), Value::Array(masks));
+    }
+    if let Some(mask) = text("content_mask")? {
+        fields.insert(
+            "content_mask".into(),
+            Value::String(resolve(dir, &mask).to_string_lossy().into()),
+        );
+    }
     for (key, value) in &row.cells {
         if matches!(
             key.as_str(),
-            "content" | "style" | "styles" | "output" | "preset"
+            "content"
+                | "style"
+                | "styles"
+                | "style_mask"
+                | "style_masks"
+                | "content_mask"
+                | "output"
+                | "preset"
         ) {
             continue;
         }
@@ -306,7 +333,10 @@ fn row_job(
         None => output_dir.join(output_name(template, &job).map_err(|e| e.to_string())?),
     };
     job.validate().map_err(|e| e.to_string())?;
-    for input in std::iter::once(&job.content).chain(&job.styles) {
+    for input in std::iter::once(&job.content)
+        .chain(&job.styles)
+        .chain(job.mask_files())
+    {
         if !input.is_file() {
             return Err(format!("{}: no such file", input.display()));
         }
@@ -352,7 +382,7 @@ pub fn manifest(path: &Path, output_dir: &Path, template: &str, base: &Job) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Optimizer, OriginalColors};
+    use crate::job::{Optimizer, OriginalColors, StyleMask};
     use crate::ops::Pool;
 
     struct Files {
@@ -468,6 +498,44 @@ mod tests {
         let bad = write("bad.csv", "content,style,preset\na.jpg,s1.jpg,monet\n");
         let e = manifest(&bad, Path::new("/out"), DEFAULT_NAME, &base).unwrap_err();
         assert!(e.to_string().contains("unknown preset 'monet'"), "{e}");
+    }
+
+    #[test]
+    fn mask_columns_are_paths_beside_the_manifest() {
+        let f = Files::new();
+        std::fs::write(f.dir.path().join("sky.png"), b"x").unwrap();
+        let jobs = f
+            .manifest(
+                "m.csv",
+                "content,style,style_mask,content_mask,content_mask_weight\n\
+                 a.jpg,s1.jpg;s2.png,sky.png;none,b.png,2.5\n\
+                 b.png,s1.jpg,,,\n",
+            )
+            .unwrap();
+        let (a, b) = (&jobs[0], &jobs[1]);
+        assert_eq!(
+            a.style_masks,
+            [
+                StyleMask::File(f.dir.path().join("sky.png")),
+                StyleMask::Everywhere
+            ]
+        );
+        assert_eq!(a.content_mask, Some(f.dir.path().join("b.png")));
+        assert_eq!(a.content_mask_weight, 2.5);
+        assert!(b.style_masks.is_empty() && b.content_mask.is_none());
+        let missing = f
+            .manifest("n.csv", "content,style,style_mask\na.jpg,s1.jpg,gone.png\n")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("gone.png: no such file"), "{missing}");
+        let count = f
+            .manifest(
+                "c.csv",
+                "content,style,style_mask\na.jpg,s1.jpg,sky.png;sky.png\n",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(count.contains("--style-mask"), "{count}");
     }
 
     #[test]

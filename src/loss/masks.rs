@@ -233,7 +233,10 @@ pub(crate) fn masked_style_loss<T: Real>(
     let mut gram = std::mem::take(&mut scratch.masked_gram);
     gram.clear();
     gram.resize(c * c, T::zero());
-    let mut sums = vec![0.0; c];
+    // Channel sums, then (in place) the weighted means.
+    let mut moments = std::mem::take(&mut scratch.masked_moments);
+    moments.clear();
+    moments.resize(c, 0.0);
     let scale = T::from_f64(1.0 / mask.sum);
     accumulate_weighted(
         f,
@@ -242,16 +245,17 @@ pub(crate) fn masked_style_loss<T: Real>(
         &mask.weights,
         scale,
         &mut gram,
-        &mut sums,
+        &mut moments,
         &mut scratch.weighted,
         &mut scratch.partials,
     );
-    let mean: Vec<f64> = sums.iter().map(|s| s / mask.sum).collect();
-    let (mut diff, mut bias) = (std::mem::take(&mut scratch.diff), Vec::new());
+    moments.iter_mut().for_each(|s| *s /= mask.sum);
+    let mut diff = std::mem::take(&mut scratch.diff);
+    let mut bias = std::mem::take(&mut scratch.masked_bias);
     let value = masked_term(
         term,
         &gram,
-        &mean,
+        &moments,
         &mut diff,
         &mut bias,
         &mut scratch.meancov,
@@ -279,5 +283,7 @@ pub(crate) fn masked_style_loss<T: Real>(
     }
     scratch.diff = diff;
     scratch.masked_gram = gram;
+    scratch.masked_moments = moments;
+    scratch.masked_bias = bias;
     value
 }

@@ -44,9 +44,12 @@ pub struct LossScratch<T> {
     /// Channel means and the gradient pieces of the mean + covariance loss.
     means: Vec<f64>,
     meancov: MeanCovGrad<T>,
-    /// Masked terms: the weighted features and the weighted Gram matrix.
+    /// Masked terms: the weighted features, Gram matrix, channel means and the mean
+    /// gradient's bias.
     weighted: Vec<T>,
     masked_gram: Vec<T>,
+    masked_moments: Vec<f64>,
+    masked_bias: Vec<T>,
 }
 
 /// Sums `parts` after `fill` wrote one partial per fixed chunk: the order is fixed, so the

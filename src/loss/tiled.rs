@@ -269,14 +269,7 @@ fn crop_mask<T: Real>(
 ) {
     let b = block_of(layer);
     let (lh, lw) = (grid.height >> b, grid.width >> b);
-    let ys = Span {
-        start: owned.global_y,
-        end: owned.global_y + owned.local_y.len(),
-    };
-    let xs = Span {
-        start: owned.global_x,
-        end: owned.global_x + owned.local_x.len(),
-    };
+    let (ys, xs) = owned.global_spans();
     crop(&mask.weights, (1, lh, lw), ys, xs, dst);
 }
 
@@ -324,14 +317,7 @@ pub(crate) fn tiled_outputs<T: Real>(
                 owned.local_x,
                 &mut bufs.packed,
             );
-            let ys = Span {
-                start: owned.global_y,
-                end: owned.global_y + owned.local_y.len(),
-            };
-            let xs = Span {
-                start: owned.global_x,
-                end: owned.global_x + owned.local_x.len(),
-            };
+            let (ys, xs) = owned.global_spans();
             paste(whole, (out.c, lh, lw), ys, xs, &bufs.packed, false);
         }
     }

@@ -2,6 +2,7 @@
 //! `scripts/golden.py`.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod images;
 
 use ndarray::Array3;

@@ -1,7 +1,9 @@
 //! The command line's flags, and how they become a [`Job`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use neural_style::{InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset, StyleLoss};
+use neural_style::{
+    InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset, StyleLoss, StyleMask,
+};
 use std::path::PathBuf;
 
 /// Paint a photograph in the style of one or more paintings (Gatys et al. 2015), on the CPU.
@@ -241,6 +243,16 @@ pub struct PaintOptions {
     /// Blend weights of the style images, comma-separated (normalised to sum to 1).
     #[arg(long, value_delimiter = ',')]
     pub style_blend: Option<Vec<f32>>,
+    /// Where each style paints: a greyscale image per --style, in order (white: this style
+    /// here; soft edges blend), or `none` for everywhere.
+    #[arg(long = "style-mask", value_name = "FILE")]
+    pub style_masks: Vec<String>,
+    /// A greyscale image of where to keep the photograph closer (white: keep).
+    #[arg(long, value_name = "FILE")]
+    pub content_mask: Option<PathBuf>,
+    /// How many times the content loss counts where the content mask is white.
+    #[arg(long, default_value_t = 5.0, value_name = "K")]
+    pub content_mask_weight: f64,
     /// Seed of the noise in the start image.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -311,6 +323,13 @@ impl PaintOptions {
             content,
             styles,
             style_blend: self.style_blend.clone(),
+            style_masks: self
+                .style_masks
+                .iter()
+                .map(|m| StyleMask::from(m.clone()))
+                .collect(),
+            content_mask: self.content_mask.clone(),
+            content_mask_weight: self.content_mask_weight,
             output,
             output_depth: self.output_depth,
             size: self.size,
