@@ -376,6 +376,28 @@ impl ColorStats {
         }
         Ok(stats)
     }
+
+    /// The statistics of a mixture of images' pixels, each part's weight its proportion
+    /// (normalised here): the mean is the weighted mean, the covariance the weighted second
+    /// moment about it.
+    pub fn mixture(parts: &[(ColorStats, f64)]) -> Result<Self> {
+        let total: f64 = parts.iter().map(|(_, w)| w).sum();
+        if parts.is_empty() || total.is_nan() || total <= 0.0 || total.is_infinite() {
+            return Err(Error::Config(
+                "colour statistics of a mixture need a positive total weight".into(),
+            ));
+        }
+        let share = |f: &dyn Fn(&ColorStats) -> f64| -> f64 {
+            parts.iter().map(|(s, w)| w / total * f(s)).sum()
+        };
+        let mean: [f64; 3] = std::array::from_fn(|i| share(&|s| s.mean[i]));
+        let cov = std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                share(&|s| s.cov[i][j] + s.mean[i] * s.mean[j]) - mean[i] * mean[j]
+            })
+        });
+        Ok(ColorStats { mean, cov })
+    }
 }
 
 type Mat3 = [[f64; 3]; 3];
@@ -654,6 +676,32 @@ mod tests {
         );
         let after = max_rel_gap(&ColorStats::of(&style).unwrap(), &target);
         assert!(after.0 < 1e-5 && after.1 < 1e-3, "{after:?}");
+    }
+
+    #[test]
+    fn a_mixture_has_the_statistics_of_the_pooled_pixels() {
+        let (a, b) = (
+            random_image(40, 30, 5, [0.7, 0.3, 0.2], 0.4),
+            random_image(40, 10, 6, [0.2, 0.4, 0.8], 0.3),
+        );
+        let pooled = ImageBuffer::from_fn(40, 40, |x, y| {
+            if y < 30 {
+                *a.get_pixel(x, y)
+            } else {
+                *b.get_pixel(x, y - 30)
+            }
+        });
+        let parts = [
+            (ColorStats::of(&a).unwrap(), 3.0),
+            (ColorStats::of(&b).unwrap(), 1.0),
+        ];
+        let gap = max_rel_gap(
+            &ColorStats::mixture(&parts).unwrap(),
+            &ColorStats::of(&pooled).unwrap(),
+        );
+        assert!(gap.0 < 1e-9 && gap.1 < 1e-9, "{gap:?}");
+        assert!(ColorStats::mixture(&[]).is_err());
+        assert!(ColorStats::mixture(&[(parts[0].0, 0.0)]).is_err());
     }
 
     #[test]

@@ -108,8 +108,8 @@ impl<'de> Deserialize<'de> for OriginalColors {
     }
 }
 
-/// Where the optimisation starts. Serialised as one string: `content`, `noise`, `random`, or
-/// the path of an image file.
+/// Where the optimisation starts. Serialised as one string: `content`, `noise`, `random`,
+/// `recolored`, or the path of an image file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(into = "String", from = "String")]
 pub enum InitSpec {
@@ -120,6 +120,11 @@ pub enum InitSpec {
     Noise,
     /// Uniform noise in [-20, 20] around the mean colour, no content.
     Random,
+    /// The photograph with the styles' colour mean and covariance (their blend's mixture): the
+    /// colour transfer is done before the first step, so the steps go to texture. With
+    /// `original_colors: histogram` the styles take the photograph's colours instead, and this
+    /// starts from the photograph.
+    Recolored,
     /// An image file, resized to the first stage's size.
     File(PathBuf),
 }
@@ -130,6 +135,7 @@ impl From<String> for InitSpec {
             "content" => InitSpec::Content,
             "noise" => InitSpec::Noise,
             "random" => InitSpec::Random,
+            "recolored" => InitSpec::Recolored,
             _ => InitSpec::File(s.into()),
         }
     }
@@ -141,6 +147,7 @@ impl From<InitSpec> for String {
             InitSpec::Content => "content".into(),
             InitSpec::Noise => "noise".into(),
             InitSpec::Random => "random".into(),
+            InitSpec::Recolored => "recolored".into(),
             InitSpec::File(p) => p.to_string_lossy().into_owned(),
         }
     }
@@ -341,6 +348,13 @@ pub struct Job {
     pub tile: Option<usize>,
 }
 
+/// The default style layers' weights. With these VGG weights and DESIGN.md's normalisation, a
+/// photograph's style term is about 100 times larger at conv4_1 than at conv2_1 or conv3_1 and
+/// 10^4 times larger than at conv1_1 or conv5_1, so equal weights optimise conv4_1 alone.
+/// These make every layer start near conv4_1's share of 1/5 (the geometric mean over the
+/// quality pairs, docs/quality-pairs.md), so fine and coarse texture are painted too.
+pub const DEFAULT_STYLE_LAYERS: &str = "conv1_1:450,conv2_1:9,conv3_1:14,conv4_1:0.2,conv5_1:9500";
+
 impl Default for Job {
     fn default() -> Self {
         Job {
@@ -358,19 +372,19 @@ impl Default for Job {
             iterations: 100,
             scale_iterations: Vec::new(),
             optimizer: Optimizer::Lbfgs,
-            history: 10,
+            history: 50,
             learning_rate: 2.0,
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
-            content_weight: 10.0,
+            content_weight: 10_000.0,
             style_weight: 40.0,
             tv_weight: 0.0,
             content_layers: layers("conv4_2"),
-            style_layers: layers("conv1_1,conv2_1,conv3_1,conv4_1,conv5_1"),
+            style_layers: layers(DEFAULT_STYLE_LAYERS),
             pool: Pool::Avg,
             style_loss: StyleLoss::Gram,
-            init: InitSpec::Content,
+            init: InitSpec::Recolored,
             init_ratio: 0.6,
             original_colors: OriginalColors::Off,
             seed: 0,
@@ -625,9 +639,23 @@ mod tests {
     }
 
     #[test]
-    fn defaults_validate_and_match_the_seed_objective() {
+    fn defaults_validate_and_keep_the_seed_layers_anchored_at_conv4_1() {
         job().validate().unwrap();
-        assert_eq!(job().loss_config(), LossConfig::default());
+        let (ours, seed) = (job().loss_config(), LossConfig::default());
+        assert_eq!(ours.content_layers, seed.content_layers);
+        let names = |c: &LossConfig| {
+            c.style_layers
+                .iter()
+                .map(|l| l.0.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&ours), names(&seed));
+        // The other layers' weights are relative to conv4_1's seed share.
+        assert_eq!(ours.style_layers[3], seed.style_layers[3]);
+        assert_eq!(job().init, InitSpec::Recolored);
+        for spec in ["recolored", "content", "noise", "random", "start.png"] {
+            assert_eq!(String::from(InitSpec::from(spec.to_string())), spec);
+        }
     }
 
     #[test]

@@ -408,7 +408,12 @@ impl<'v> Painter<'v> {
                 }
                 (None, Some(prev)) => (img::resize_net(&prev, w as u32, h as u32), None),
                 (None, None) => {
-                    let init = self.init(job, init_bytes.as_deref(), w, h)?;
+                    let init = match (&job.init, &color_target) {
+                        (InitSpec::Recolored, None) => {
+                            Init::Image(recolored(&content_image, size, &mut styles, &blend)?)
+                        }
+                        _ => self.init(job, init_bytes.as_deref(), w, h)?,
+                    };
                     (initial_image(&init, &content, job.seed)?, None)
                 }
             };
@@ -592,6 +597,9 @@ impl<'v> Painter<'v> {
             },
             (InitSpec::Content, _) => Init::Content,
             (InitSpec::Random, _) => Init::Random,
+            // Reached with histogram-matched styles only (the recolouring is done by the
+            // caller otherwise): they carry the photograph's colours, so it is the start.
+            (InitSpec::Recolored, _) => Init::Content,
             (InitSpec::File(path), Some(bytes)) => {
                 let decoded = img::decode_bytes(path, bytes)?;
                 let net = img::resize_exact_to_net(decoded, w as u32, h as u32);
@@ -667,6 +675,32 @@ impl<'v> Painter<'v> {
     }
 }
 
+/// The photograph at the stage's `size` with the colour mean and covariance of the styles'
+/// pixels, mixed in the blend's proportions. Decodes the styles at full size (kept for their
+/// targets: without histogram matching, `decoded` is the file as it is).
+fn recolored(
+    content: &image::Rgb32FImage,
+    size: u32,
+    styles: &mut [StyleSource],
+    blend: &[f32],
+) -> Result<Array3<f32>> {
+    let mut parts = Vec::with_capacity(styles.len());
+    for (s, &weight) in styles.iter_mut().zip(blend) {
+        if s.decoded.is_none() {
+            s.decoded = Some(img::decode_bytes(&s.path, &s.bytes)?);
+        }
+        let decoded = s.decoded.as_ref().expect("decoded just above");
+        let stats = img::ColorStats::of(decoded).map_err(|e| Error::Image {
+            path: s.path.clone(),
+            detail: e.to_string(),
+        })?;
+        parts.push((stats, weight as f64));
+    }
+    let mut start = img::resize_long_side(content, size);
+    img::match_colors(&mut start, &img::ColorStats::mixture(&parts)?)?;
+    Ok(img::rgb32f_to_net(&start))
+}
+
 /// Writes an image with the job's output options (the luminance swap of original colours, bit
 /// depth). Histogram-matched colours were applied to the styles before the run: nothing here.
 fn save(job: &Job, x: &Array3<f32>, content: &Array3<f32>, path: &Path) -> Result<()> {
@@ -678,4 +712,73 @@ fn save(job: &Job, x: &Array3<f32>, content: &Array3<f32>, path: &Path) -> Resul
         x
     };
     img::save_net_with_depth(x, path, job.output_depth == 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Rgb, Rgb32FImage};
+
+    /// A smooth image of colours `spread` around `centre`, each channel its own pattern.
+    fn pattern(w: u32, h: u32, centre: [f32; 3], spread: f32) -> Rgb32FImage {
+        ImageBuffer::from_fn(w, h, |x, y| {
+            let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
+            let waves = [u - 0.5, v - 0.5, (6.0 * (u + v)).sin() / 2.0];
+            Rgb(std::array::from_fn(|c| centre[c] + spread * waves[c]))
+        })
+    }
+
+    fn source(name: &str, img: &Rgb32FImage) -> StyleSource {
+        let rgb = image::DynamicImage::ImageRgb32F(img.clone()).into_rgb8();
+        let mut bytes = Vec::new();
+        rgb.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+        StyleSource {
+            path: name.into(),
+            bytes,
+            decoded: None,
+        }
+    }
+
+    #[test]
+    fn the_recoloured_start_has_the_blended_styles_colours() {
+        let photo = pattern(48, 36, [0.5, 0.5, 0.5], 0.6);
+        let (red, blue) = (
+            pattern(40, 40, [0.6, 0.35, 0.3], 0.15),
+            pattern(30, 50, [0.35, 0.4, 0.6], 0.15),
+        );
+        let mut styles = [source("red.png", &red), source("blue.png", &blue)];
+        let start = recolored(&photo, 32, &mut styles, &[1.0, 3.0]).unwrap();
+        assert_eq!(start.dim(), (3, 24, 32));
+        assert!(
+            styles.iter().all(|s| s.decoded.is_some()),
+            "kept for the targets"
+        );
+        let stats = |img: &Rgb32FImage| img::ColorStats::of(img).unwrap();
+        let decoded = |s: &StyleSource| s.decoded.clone().unwrap();
+        let want = img::ColorStats::mixture(&[
+            (stats(&decoded(&styles[0])), 1.0),
+            (stats(&decoded(&styles[1])), 3.0),
+        ])
+        .unwrap();
+        let rgb = image::DynamicImage::ImageRgb8(img::net_to_rgb(&start)).into_rgb32f();
+        let got = stats(&rgb);
+        for c in 0..3 {
+            assert!(
+                (got.mean[c] - want.mean[c]).abs() < 0.01,
+                "{got:?} {want:?}"
+            );
+            assert!(
+                (got.cov[c][c] - want.cov[c][c]).abs() < 0.05 * want.cov[c][c],
+                "{got:?} {want:?}"
+            );
+        }
+        // Still the photograph: its horizontal ramp is in every channel's pattern.
+        let left: f32 = (0..24).map(|y| start[[1, y, 2]]).sum();
+        let right: f32 = (0..24).map(|y| start[[1, y, 29]]).sum();
+        assert!(left != right);
+    }
 }

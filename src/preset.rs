@@ -22,6 +22,10 @@ const JCJ_TV_WEIGHT: f64 = 1e-3;
 const JCJ_SIZE: u32 = 512;
 const JCJ_STYLE_LAYERS: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 
+/// The seed's loss layers (DESIGN.md): its style layers share the weight equally.
+const SEED_CONTENT_LAYERS: &str = "conv4_2";
+const SEED_STYLE_LAYERS: &str = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1";
+
 /// A named starting point for a job's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -73,9 +77,12 @@ impl Preset {
                 learning_rate: 2.0,
                 init: InitSpec::Noise,
                 init_ratio: 0.6,
+                history: 10,
                 content_weight: 10.0,
                 style_weight: 40.0,
                 tv_weight: 0.0,
+                content_layers: SEED_CONTENT_LAYERS.parse().expect("a built-in layer list"),
+                style_layers: SEED_STYLE_LAYERS.parse().expect("a built-in layer list"),
                 pool: Pool::Avg,
                 style_loss: StyleLoss::Gram,
                 ..defaults
@@ -171,6 +178,13 @@ mod tests {
         // Inputs and outputs are never a preset's.
         assert_eq!(seed.content, job.content);
         assert_eq!(seed.output, job.output);
+    }
+
+    #[test]
+    fn the_seed_preset_optimises_the_seed_objective() {
+        let job = Preset::Seed.job();
+        assert_eq!(job.loss_config(), crate::loss::LossConfig::default());
+        assert_eq!((job.optimizer, job.iterations), (Optimizer::Adam, 300));
     }
 
     #[test]

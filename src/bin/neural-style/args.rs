@@ -170,7 +170,7 @@ pub struct PaintOptions {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
     pub optimizer: OptimizerArg,
     /// L-BFGS history size (pairs kept).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     pub history: usize,
     /// Coarser sizes to optimise first, comma-separated long sides (e.g. 256,384); each stage
     /// starts from the previous result upsampled, and the last stage is --size.
@@ -200,7 +200,7 @@ pub struct PaintOptions {
     #[arg(long, default_value_t = 8, value_parser = parse_depth)]
     pub output_depth: u8,
     /// alpha: weight of the content loss.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10_000.0)]
     pub content_weight: f64,
     /// beta: weight of the style loss.
     #[arg(long, default_value_t = 40.0)]
@@ -220,9 +220,9 @@ pub struct PaintOptions {
     /// Adam epsilon.
     #[arg(long, default_value_t = 1e-8)]
     pub epsilon: f64,
-    /// Start image: content, noise (the seed's blend of noise and content), random, or an
-    /// image file.
-    #[arg(long, default_value = "content")]
+    /// Start image: recolored (the photograph in the styles' colour mean and covariance),
+    /// content, noise (the seed's blend of noise and content), random, or an image file.
+    #[arg(long, default_value = "recolored")]
     pub init: String,
     /// Share of noise in the `noise` start image.
     #[arg(long, default_value_t = 0.6)]
@@ -237,8 +237,9 @@ pub struct PaintOptions {
     /// Content layers as NAME[:WEIGHT],... (weight 1 when omitted).
     #[arg(long, default_value = "conv4_2")]
     pub content_layers: Layers,
-    /// Style layers as NAME[:WEIGHT],... (equal weights summing to 1 when omitted).
-    #[arg(long, default_value = "conv1_1,conv2_1,conv3_1,conv4_1,conv5_1")]
+    /// Style layers as NAME[:WEIGHT],... (equal weights summing to 1 when omitted). The
+    /// default's weights even out the layers' very different loss scales.
+    #[arg(long, default_value = neural_style::job::DEFAULT_STYLE_LAYERS)]
     pub style_layers: Layers,
     /// Blend weights of the style images, comma-separated (normalised to sum to 1).
     #[arg(long, value_delimiter = ',')]
