@@ -372,7 +372,7 @@ impl Default for Job {
             iterations: 100,
             scale_iterations: Vec::new(),
             optimizer: Optimizer::Lbfgs,
-            history: 50,
+            history: 10,
             learning_rate: 2.0,
             beta1: 0.9,
             beta2: 0.999,

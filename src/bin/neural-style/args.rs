@@ -170,7 +170,7 @@ pub struct PaintOptions {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
     pub optimizer: OptimizerArg,
     /// L-BFGS history size (pairs kept).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 10)]
     pub history: usize,
     /// Coarser sizes to optimise first, comma-separated long sides (e.g. 256,384); each stage
     /// starts from the previous result upsampled, and the last stage is --size.
