@@ -21,9 +21,9 @@ mkdir -p "$out"
 runs=(
     "defaults|"
     "--content-weight 1000|--content-weight 1000"
-    "--content-weight 10000|--content-weight 10000"
-    "--tv-weight 10000|--tv-weight 10000"
+    "--content-weight 100000|--content-weight 100000"
     "--tv-weight 100000|--tv-weight 100000"
+    "--tv-weight 1000000|--tv-weight 1000000"
     "--style-scale 2|--style-scale 2"
 )
 tiles=()
