@@ -377,7 +377,7 @@ impl Default for Job {
             beta1: 0.9,
             beta2: 0.999,
             epsilon: 1e-8,
-            content_weight: 10_000.0,
+            content_weight: 30_000.0,
             style_weight: 40.0,
             tv_weight: 0.0,
             content_layers: layers("conv4_2"),

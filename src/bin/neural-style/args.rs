@@ -200,7 +200,7 @@ pub struct PaintOptions {
     #[arg(long, default_value_t = 8, value_parser = parse_depth)]
     pub output_depth: u8,
     /// alpha: weight of the content loss.
-    #[arg(long, default_value_t = 10_000.0)]
+    #[arg(long, default_value_t = 30_000.0)]
     pub content_weight: f64,
     /// beta: weight of the style loss.
     #[arg(long, default_value_t = 40.0)]
