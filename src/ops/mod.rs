@@ -7,6 +7,7 @@ pub mod conv;
 pub mod pool;
 pub mod relu;
 pub mod scratch;
+mod simd;
 pub mod winograd;
 
 pub use conv::{conv3x3, conv3x3_input_grad, rotate_kernel, Conv3x3};

@@ -1,6 +1,7 @@
 //! 2x2 stride-2 pooling (average, max or L2), floor mode: an odd last row or column is dropped,
 //! and gets zero gradient, as in PyTorch.
 
+use super::simd::widest;
 use crate::gemm::Real;
 use rayon::prelude::*;
 
@@ -48,21 +49,25 @@ pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, o
     if oh * ow == 0 {
         return;
     }
-    let quarter = T::from_f64(0.25);
     out.par_chunks_mut(oh * ow)
         .zip(input.par_chunks(h * w))
-        .for_each(|(o, plane)| {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let v = window(plane, w, oy, ox);
-                    o[oy * ow + ox] = match kind {
-                        Pool::Avg => (v[0] + v[1] + v[2] + v[3]) * quarter,
-                        Pool::Max => v[argmax4(v)],
-                        Pool::L2 => root_mean_square(v),
-                    };
-                }
-            }
-        });
+        .for_each(|(o, plane)| widest(|| pool_plane(kind, plane, w, o, ow)));
+}
+
+/// One channel of `pool2x2`.
+#[inline(always)]
+fn pool_plane<T: Real>(kind: Pool, plane: &[T], w: usize, o: &mut [T], ow: usize) {
+    let quarter = T::from_f64(0.25);
+    for oy in 0..o.len() / ow {
+        for ox in 0..ow {
+            let v = window(plane, w, oy, ox);
+            o[oy * ow + ox] = match kind {
+                Pool::Avg => (v[0] + v[1] + v[2] + v[3]) * quarter,
+                Pool::Max => v[argmax4(v)],
+                Pool::L2 => root_mean_square(v),
+            };
+        }
+    }
 }
 
 /// Gradient with respect to the input: `grad_in` (c x h x w) from `grad_out` (c x h/2 x w/2).
@@ -86,40 +91,42 @@ pub fn pool2x2_backward<T: Real>(
         .par_chunks_mut(h * w)
         .enumerate()
         .for_each(|(ch, gi)| {
-            gi.fill(T::zero());
-            let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
-            let plane = match kind {
-                Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
-                Pool::Avg => &[],
-            };
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let g = go[oy * ow + ox];
-                    let base = 2 * oy * w + 2 * ox;
-                    let offsets = [0, 1, w, w + 1];
-                    match kind {
-                        Pool::Avg => {
-                            for off in offsets {
-                                gi[base + off] = g * quarter;
+            widest(|| {
+                gi.fill(T::zero());
+                let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
+                let plane = match kind {
+                    Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
+                    Pool::Avg => &[],
+                };
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let g = go[oy * ow + ox];
+                        let base = 2 * oy * w + 2 * ox;
+                        let offsets = [0, 1, w, w + 1];
+                        match kind {
+                            Pool::Avg => {
+                                for off in offsets {
+                                    gi[base + off] = g * quarter;
+                                }
                             }
-                        }
-                        Pool::Max => {
-                            let k = argmax4(window(plane, w, oy, ox));
-                            gi[base + offsets[k]] = g;
-                        }
-                        Pool::L2 => {
-                            let v = window(plane, w, oy, ox);
-                            let y = root_mean_square(v);
-                            if y > T::zero() {
-                                let scale = g * quarter / y;
-                                for (off, x) in offsets.into_iter().zip(v) {
-                                    gi[base + off] = scale * x;
+                            Pool::Max => {
+                                let k = argmax4(window(plane, w, oy, ox));
+                                gi[base + offsets[k]] = g;
+                            }
+                            Pool::L2 => {
+                                let v = window(plane, w, oy, ox);
+                                let y = root_mean_square(v);
+                                if y > T::zero() {
+                                    let scale = g * quarter / y;
+                                    for (off, x) in offsets.into_iter().zip(v) {
+                                        gi[base + off] = scale * x;
+                                    }
                                 }
                             }
                         }
                     }
                 }
-            }
+            })
         });
 }
 

@@ -47,6 +47,7 @@
 //! which layers use which.
 
 use super::scratch::{split, split_len, Scratch};
+use super::simd::widest;
 use super::SharedMut;
 use crate::gemm::{gemm_into, MatRef, Real};
 use rayon::prelude::*;
@@ -639,23 +640,6 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
     }
 }
 
-/// Runs `f`, compiled for AVX2 when the CPU has it (the transforms are plain loops that the
-/// compiler vectorises; the portable x86-64 baseline only has 4-wide SSE). Only the vector width
-/// changes, not the operations or their order, so the results are the same either way.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        return unsafe { avx2(f) };
-    }
-    f()
-}
-
 /// Fixed task grid of one convolution: `(tiles per band, output channels per chunk)`.
 fn tiling(band_tiles: usize, cout: usize, ntiles: usize) -> (usize, usize) {
     let nbands = ntiles.div_ceil(band_tiles).max(1);
@@ -798,7 +782,7 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             let (vstride, mstride) = (padded(cin * n), padded(mn * n));
 
             let v = &mut v[..nxi * vstride];
-            simd(|| {
+            widest(|| {
                 transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros)
             });
 
@@ -815,7 +799,7 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             // pixels of tiles `t0..t1` in channels `m0..m1`, and the bands and chunks of the
             // task grid partition the tiles and the channels, so no two tasks write the same
             // element.
-            simd(|| unsafe {
+            widest(|| unsafe {
                 let dst = out_ptr.ptr().add(m0 * hw);
                 transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, dst, rows)
             });
