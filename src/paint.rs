@@ -172,6 +172,24 @@ struct StyleSource {
     decoded: Option<image::Rgb32FImage>,
 }
 
+impl StyleSource {
+    /// The style at full size, decoded on first use and colour-matched to `matched` when
+    /// given. A job's styles are matched to one photograph or never, so the first decode holds.
+    fn decoded(&mut self, matched: Option<&img::ColorStats>) -> Result<&image::Rgb32FImage> {
+        if self.decoded.is_none() {
+            let mut decoded = img::decode_bytes(&self.path, &self.bytes)?;
+            if let Some(stats) = matched {
+                img::match_colors(&mut decoded, stats).map_err(|e| Error::Image {
+                    path: self.path.clone(),
+                    detail: e.to_string(),
+                })?;
+            }
+            self.decoded = Some(decoded);
+        }
+        Ok(self.decoded.as_ref().expect("decoded just above"))
+    }
+}
+
 /// The job's decoded masks at full size, resized for each stage.
 struct MaskSources {
     style: Vec<Option<img::Mask>>,
@@ -640,17 +658,7 @@ impl<'v> Painter<'v> {
             None => key,
         };
         let lookup = self.styles.get_or_compute(key, || {
-            if source.decoded.is_none() {
-                let mut decoded = img::decode_bytes(&source.path, &source.bytes)?;
-                if let Some(target) = colors {
-                    img::match_colors(&mut decoded, &target.stats).map_err(|e| Error::Image {
-                        path: source.path.clone(),
-                        detail: e.to_string(),
-                    })?;
-                }
-                source.decoded = Some(decoded);
-            }
-            let decoded = source.decoded.as_ref().expect("decoded just above");
+            let decoded = source.decoded(colors.map(|target| &target.stats))?;
             let net = img::rgb32f_to_net(&img::resize_long_side(decoded, side));
             StyleGrams::compute_tiled(self.vgg, &net, layers, job.pool, tile).map_err(|e| match e {
                 Error::NonFinite(_) | Error::Shape(_) => Error::Image {
@@ -686,11 +694,7 @@ fn recolored(
 ) -> Result<Array3<f32>> {
     let mut parts = Vec::with_capacity(styles.len());
     for (s, &weight) in styles.iter_mut().zip(blend) {
-        if s.decoded.is_none() {
-            s.decoded = Some(img::decode_bytes(&s.path, &s.bytes)?);
-        }
-        let decoded = s.decoded.as_ref().expect("decoded just above");
-        let stats = img::ColorStats::of(decoded).map_err(|e| Error::Image {
+        let stats = img::ColorStats::of(s.decoded(None)?).map_err(|e| Error::Image {
             path: s.path.clone(),
             detail: e.to_string(),
         })?;
