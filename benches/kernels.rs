@@ -57,8 +57,8 @@ use neural_style::loss::{gram_into, style_loss, LossScratch};
 use neural_style::ops::col2im::conv3x3_input_grad_col2im;
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
-    conv3x3, conv3x3_input_grad, conv3x3_winograd, conv3x3_winograd_backward, rotate_kernel,
-    Conv3x3, ConvScratch, Scratch, Tile, WinogradKernel,
+    conv3x3, conv3x3_input_grad, conv3x3_relu, conv3x3_winograd, conv3x3_winograd_backward, relu,
+    rotate_kernel, Conv3x3, ConvScratch, Scratch, Tile, WinogradKernel,
 };
 use std::hint::black_box;
 use std::time::Duration;
@@ -216,6 +216,20 @@ fn bench_conv(c: &mut Criterion) {
                     black_box(&mut out),
                     &mut ws,
                 )
+            })
+        });
+        // What the forward pass runs per layer: the ReLU as its own pass, or fused into the
+        // convolution's output writes.
+        g.bench_function(BenchmarkId::new(name, "conv3x3+relu"), |bch| {
+            bch.iter(|| {
+                conv3x3(&x, cin, h, w, &wt, cout, Some(&bias), &mut out, &mut ws);
+                relu(black_box(&mut out))
+            })
+        });
+        g.bench_function(BenchmarkId::new(name, "conv3x3_relu"), |bch| {
+            bch.iter(|| {
+                let out = black_box(&mut out);
+                conv3x3_relu(&x, cin, h, w, &wt, cout, Some(&bias), out, &mut ws)
             })
         });
         g.bench_function(BenchmarkId::new(name, "layer"), |bch| {

@@ -9,7 +9,7 @@ use crate::gemm::Real;
 use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{
-    conv3x3, conv3x3_input_grad, pool2x2, pool2x2_backward, relu, relu_backward,
+    conv3x3_input_grad, conv3x3_relu, pool2x2, pool2x2_backward, relu_backward,
     relu_backward_masked, relu_mask, ConvScratch, Pool,
 };
 use crate::profile::Timings;
@@ -279,7 +279,7 @@ impl<T: Real> Vgg<T> {
             let data = &mut data[..out.len()];
             timed(timings, format_args!("{} fwd", LAYER_NAMES[i]), || {
                 let bias = Some(layer.bias.as_slice());
-                conv3x3(
+                conv3x3_relu(
                     input,
                     cin,
                     out.h,
@@ -290,7 +290,6 @@ impl<T: Real> Vgg<T> {
                     data,
                     conv,
                 );
-                relu(data);
                 if !out.kept {
                     relu_mask(data, &mut masks[out.offset..][..out.mask_words()]);
                 }

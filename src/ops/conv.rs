@@ -20,7 +20,8 @@
 
 use super::col2im::conv3x3_input_grad_col2im;
 use super::scratch::{ConvScratch, Scratch};
-use super::winograd::{conv3x3_winograd, Tile, WinogradKernel};
+use super::simd::widest;
+use super::winograd::{conv3x3_winograd, conv3x3_winograd_then, Tile, WinogradKernel};
 use super::SharedMut;
 use crate::gemm::Real;
 use rayon::prelude::*;
@@ -152,15 +153,48 @@ pub fn conv3x3<T: Real>(
     out: &mut [T],
     ws: &mut ConvScratch<T>,
 ) {
+    conv3x3_then(input, cin, h, w, weights, cout, bias, false, out, ws);
+}
+
+/// `relu(conv3x3(input, weights) + bias)`, the ReLU applied as the outputs are written (one
+/// pass over the layer's output fewer than `conv3x3` then `ops::relu`, same values).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_relu<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    out: &mut [T],
+    ws: &mut ConvScratch<T>,
+) {
+    conv3x3_then(input, cin, h, w, weights, cout, bias, true, out, ws);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv3x3_then<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    ws: &mut ConvScratch<T>,
+) {
     assert_eq!(weights.len(), cout * cin * 9, "conv weights");
     match winograd_tile(cin, cout, h, w, false) {
         Some(tile) => {
             let buf = std::mem::take(&mut ws.kernel);
             let kernel = WinogradKernel::with_tile_in(weights, cout, cin, tile, buf, &ws.tasks);
-            conv3x3_winograd(input, cin, h, w, &kernel, bias, out, &ws.tasks);
+            conv3x3_winograd_then(input, cin, h, w, &kernel, bias, relu, out, &ws.tasks);
             ws.kernel = kernel.into_buffer();
         }
-        None => conv3x3_im2col(input, cin, h, w, weights, cout, bias, out, &ws.tasks),
+        None => im2col_conv(input, cin, h, w, weights, cout, bias, relu, out, &ws.tasks),
     }
 }
 
@@ -296,6 +330,23 @@ pub fn conv3x3_im2col<T: Real>(
     out: &mut [T],
     scratch: &Scratch<T>,
 ) {
+    im2col_conv(input, cin, h, w, weights, cout, bias, false, out, scratch);
+}
+
+/// `conv3x3_im2col`, then a ReLU when `relu` (on each tile while it is in cache).
+#[allow(clippy::too_many_arguments)]
+fn im2col_conv<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    scratch: &Scratch<T>,
+) {
     let (hw, k) = (h * w, cin * 9);
     assert_eq!(weights.len(), cout * k, "conv weights");
     if !check_io(input, out, bias, cin, cout, hw) {
@@ -333,11 +384,14 @@ pub fn conv3x3_im2col<T: Real>(
                     hw as isize,
                     1,
                 );
-                if let Some(b) = bias {
-                    for (m, &bm) in b.iter().enumerate().take(m1).skip(m0) {
+                if bias.is_some() || relu {
+                    for m in m0..m1 {
+                        let bm = bias.map_or(T::zero(), |b| b[m]);
                         let row = std::slice::from_raw_parts_mut(out_ptr.ptr().add(m * hw + p0), n);
-                        for v in row {
-                            *v += bm;
+                        if relu {
+                            widest(|| row.iter_mut().for_each(|v| *v = (*v + bm).max(T::zero())));
+                        } else {
+                            row.iter_mut().for_each(|v| *v += bm);
                         }
                     }
                 }
@@ -659,6 +713,31 @@ mod tests {
                 scale = scale.max(num.abs());
             }
             assert!(err / scale < 1e-8, "{tile:?}: {:e}", err / scale);
+        }
+    }
+
+    #[test]
+    fn fused_relu_is_bitwise_conv_then_relu_on_every_path() {
+        // (cin, cout, h, w): im2col, Winograd F(2x2), Winograd F(4x4) through `conv3x3`.
+        let cases = [
+            (3, 8, 20, 21, None),
+            (16, 8, 23, 23, Some(Tile::F2x2)),
+            (64, 16, 70, 67, Some(Tile::F4x4)),
+        ];
+        for (cin, cout, h, w, path) in cases {
+            assert_eq!(winograd_tile(cin, cout, h, w, false), path);
+            let x: Vec<f32> = noise(cin * h * w, 4).iter().map(|&v| v as f32).collect();
+            let wt: Vec<f32> = noise(cout * cin * 9, 5).iter().map(|&v| v as f32).collect();
+            let b: Vec<f32> = noise(cout, 6).iter().map(|&v| v as f32).collect();
+            let mut ws = ConvScratch::default();
+            let mut want = vec![0.0f32; cout * h * w];
+            conv3x3(&x, cin, h, w, &wt, cout, Some(&b), &mut want, &mut ws);
+            assert!(want.iter().any(|&v| v < 0.0), "the ReLU has work");
+            crate::ops::relu(&mut want);
+            let mut got = vec![f32::NAN; cout * h * w];
+            conv3x3_relu(&x, cin, h, w, &wt, cout, Some(&b), &mut got, &mut ws);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "{cin} {cout} {h} {w}");
         }
     }
 

@@ -10,11 +10,13 @@ pub mod scratch;
 mod simd;
 pub mod winograd;
 
-pub use conv::{conv3x3, conv3x3_input_grad, rotate_kernel, Conv3x3};
+pub use conv::{conv3x3, conv3x3_input_grad, conv3x3_relu, rotate_kernel, Conv3x3};
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward, relu_backward_masked, relu_mask};
 pub use scratch::{ConvScratch, Scratch};
-pub use winograd::{conv3x3_winograd, conv3x3_winograd_backward, Tile, WinogradKernel};
+pub use winograd::{
+    conv3x3_winograd, conv3x3_winograd_backward, conv3x3_winograd_then, Tile, WinogradKernel,
+};
 
 /// Raw pointer that rayon tasks may share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]

@@ -575,7 +575,7 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     }
 }
 
-/// Writes `Y = A^T M A + bias` for tiles `t0..t1` of `mn` output channels: `m[xi * mstride +
+/// Writes `Y = A^T M A + bias`, then `max(0, Y)` when `relu`, for tiles `t0..t1` of `mn` output channels: `m[xi * mstride +
 /// co * n + (t - t0)]` is position `xi` of tile `t` in channel `co`, and channel `co`'s
 /// `h x w` plane starts at `out + co * h * w`. Outputs of the last tile row and column that
 /// fall outside the image are dropped. Scratch: `s`, `A + M` rows of `M * ceil(w/M)`.
@@ -598,6 +598,7 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
     t0: usize,
     t1: usize,
     bias: Option<&[T]>,
+    relu: bool,
     out: *mut T,
     s: &mut [T],
 ) {
@@ -635,7 +636,15 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
                 }
             });
             let src: [&[T]; A] = from_fn(|k| &rows[k][..cols]);
-            map_columns(&src, &mut dst, cols, |col| V::at(col).map(|y| y + b));
+            // The ReLU fused here saves a pass over the layer's output; `max` is the one
+            // `ops::relu` takes, so the values are bitwise the same.
+            if relu {
+                map_columns(&src, &mut dst, cols, |col| {
+                    V::at(col).map(|y| (y + b).max(T::zero()))
+                });
+            } else {
+                map_columns(&src, &mut dst, cols, |col| V::at(col).map(|y| y + b));
+            }
         }
     }
 }
@@ -663,11 +672,27 @@ pub fn conv3x3_winograd<T: Real>(
     out: &mut [T],
     scratch: &Scratch<T>,
 ) {
+    conv3x3_winograd_then(input, cin, h, w, kernel, bias, false, out, scratch);
+}
+
+/// `conv3x3_winograd`, followed by a ReLU when `relu` (fused into the output transform).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_winograd_then<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    kernel: &WinogradKernel<T>,
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    scratch: &Scratch<T>,
+) {
     assert_eq!(kernel.cin, cin, "winograd kernel input channels");
     let bank = kernel.bank(false);
     match kernel.tile {
-        Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, out, scratch),
-        Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, out, scratch),
+        Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, relu, out, scratch),
+        Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, relu, out, scratch),
     }
 }
 
@@ -696,7 +721,16 @@ pub fn conv3x3_winograd_backward<T: Real>(
         Tile::F2x2,
         "in-place input gradient needs F(2x2, 3x3)"
     );
-    run::<T, 2, 4, F2>(grad_out, h, w, kernel.bank(true), None, grad_in, scratch);
+    run::<T, 2, 4, F2>(
+        grad_out,
+        h,
+        w,
+        kernel.bank(true),
+        None,
+        false,
+        grad_in,
+        scratch,
+    );
 }
 
 impl<T> WinogradKernel<T> {
@@ -744,14 +778,16 @@ impl<'a, T: Real> Bank<'a, T> {
     }
 }
 
-/// `out = conv3x3(input) + bias` by F(M x M, 3x3) with the kernel `bank` (input
-/// `bank.cin x h x w`, output `bank.cout x h x w`).
+/// `out = conv3x3(input) + bias` (then ReLU'd when `relu`) by F(M x M, 3x3) with the kernel
+/// `bank` (input `bank.cin x h x w`, output `bank.cout x h x w`).
+#[allow(clippy::too_many_arguments)]
 fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     input: &[T],
     h: usize,
     w: usize,
     bank: Bank<'_, T>,
     bias: Option<&[T]>,
+    relu: bool,
     out: &mut [T],
     scratch: &Scratch<T>,
 ) {
@@ -801,7 +837,7 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             // element.
             widest(|| unsafe {
                 let dst = out_ptr.ptr().add(m0 * hw);
-                transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, dst, rows)
+                transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, relu, dst, rows)
             });
         })
     });
