@@ -4,7 +4,7 @@
 //! them at once, each with its line number.
 
 use crate::error::{Error, Result};
-use crate::job::Job;
+use crate::job::{InitSpec, Job};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -328,14 +328,23 @@ fn row_job(
         let preset = crate::preset::Preset::named(&name).map_err(|e| e.to_string())?;
         job = preset.under(&job, &given).map_err(|e| e.to_string())?;
     }
+    // An init image named by the row is a file beside the manifest, like the other inputs.
+    if let (Some(_), InitSpec::File(p)) = (text("init")?, &job.init) {
+        job.init = InitSpec::File(resolve(dir, &p.to_string_lossy()));
+    }
     job.output = match text("output")? {
         Some(o) => resolve(output_dir, &o),
         None => output_dir.join(output_name(template, &job).map_err(|e| e.to_string())?),
     };
     job.validate().map_err(|e| e.to_string())?;
+    let init_file = match &job.init {
+        InitSpec::File(p) => Some(p),
+        _ => None,
+    };
     for input in std::iter::once(&job.content)
         .chain(&job.styles)
         .chain(job.mask_files())
+        .chain(init_file)
     {
         if !input.is_file() {
             return Err(format!("{}: no such file", input.display()));
@@ -536,6 +545,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(count.contains("--style-mask"), "{count}");
+    }
+
+    #[test]
+    fn an_init_file_column_is_a_path_beside_the_manifest() {
+        let f = Files::new();
+        let jobs = f
+            .manifest(
+                "m.csv",
+                "content,style,init,output\n\
+                 a.jpg,s1.jpg,b.png,1.png\n\
+                 a.jpg,s1.jpg,noise,2.png\n\
+                 b.png,s1.jpg,,3.png\n",
+            )
+            .unwrap();
+        assert_eq!(jobs[0].init, InitSpec::File(f.dir.path().join("b.png")));
+        assert_eq!(jobs[1].init, InitSpec::Noise);
+        assert_eq!(jobs[2].init, Job::default().init);
+        let missing = f
+            .manifest("n.csv", "content,style,init\na.jpg,s1.jpg,gone.png\n")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("gone.png: no such file"), "{missing}");
     }
 
     #[test]
