@@ -573,20 +573,21 @@ impl Job {
 
     /// The names of the settings in which `other` differs from this job, leaving out those
     /// that cannot change the painted pixels (`output`, `output_depth`, `save_every`), and `tile`,
-    /// which changes them only by rounding (a resumed stage keeps the checkpoint's tiles).
+    /// which changes them only by rounding (a resumed stage keeps the checkpoint's tiles), and
+    /// `content_mask_weight` when neither job has a content mask (it weighs nothing then).
     pub fn differences(&self, other: &Job) -> Vec<String> {
+        let unmasked = self.content_mask.is_none() && other.content_mask.is_none();
         let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
             (serde_json::to_value(self), serde_json::to_value(other))
         else {
             unreachable!("a job serialises to an object")
         };
+        let ignored = |k: &str| {
+            matches!(k, "output" | "output_depth" | "save_every" | "tile")
+                || (unmasked && k == "content_mask_weight")
+        };
         a.iter()
-            .filter(|(k, v)| {
-                !matches!(
-                    k.as_str(),
-                    "output" | "output_depth" | "save_every" | "tile"
-                ) && b.get(k.as_str()) != Some(v)
-            })
+            .filter(|(k, v)| !ignored(k) && b.get(k.as_str()) != Some(v))
             .map(|(k, _)| k.replace('_', "-"))
             .collect()
     }
@@ -747,6 +748,19 @@ mod tests {
         )
         .unwrap();
         assert!(b.differences(&old).is_empty());
+    }
+
+    #[test]
+    fn a_content_mask_weight_without_a_mask_is_no_difference() {
+        let a = job();
+        let mut b = a.clone();
+        b.content_mask_weight = 9.0;
+        assert!(a.differences(&b).is_empty());
+        b.content_mask = Some("m.png".into());
+        assert_eq!(a.differences(&b), ["content-mask", "content-mask-weight"]);
+        let mut c = b.clone();
+        c.content_mask_weight = 2.0;
+        assert_eq!(b.differences(&c), ["content-mask-weight"]);
     }
 
     #[test]
