@@ -211,48 +211,64 @@ fn lbfgs_iterations(
     // (content, style, tv, total) of every evaluation of this call (those of a resumed run's
     // earlier part are not here), so the callback can report the terms at whichever trial point
     // the line search accepted.
-    let earlier = state.as_ref().map_or(0, |s| s.evaluations);
-    let terms: RefCell<Vec<[f64; 4]>> = RefCell::new(Vec::new());
+    // (content, style, tv, total) of the evaluations since the last accepted iteration, and the
+    // number of the first of them, so the callback can report the terms at whichever trial
+    // point the line search accepted.
+    let first = state.as_ref().map_or(0, |s| s.evaluations) + 1;
+    let terms: RefCell<(usize, Vec<[f64; 4]>)> = RefCell::new((first, Vec::with_capacity(64)));
     let timings = RefCell::new(timings);
-    // The evaluation's scalars and scratch, reused; its gradient is handed to L-BFGS (which
-    // keeps it), not copied, and the point is read in place: at print sizes each
-    // image-sized copy is hundreds of megabytes.
-    let buffers = RefCell::new(Evaluation::zeros([c, h, w]));
-    let f = |xs: &[f32]| -> Result<(f64, Vec<f32>)> {
+    // The evaluation's scalars and scratch, reused; the gradient is computed straight into the
+    // buffer L-BFGS hands over (one it recycles), and the point is read in place: at print
+    // sizes each image-sized copy or allocation is hundreds of megabytes.
+    let buffers = RefCell::new(Evaluation::zeros([0, 0, 0]));
+    let f = |xs: &[f32], grad: &mut Vec<f32>| -> Result<f64> {
         if !xs.iter().all(|v| v.is_finite()) {
             // A trial step overflowed f32: too far, the line search shortens it.
-            terms.borrow_mut().push([f64::INFINITY; 4]);
-            return Ok((f64::INFINITY, vec![0.0; xs.len()]));
+            terms.borrow_mut().1.push([f64::INFINITY; 4]);
+            grad.clear();
+            grad.resize(xs.len(), 0.0);
+            return Ok(f64::INFINITY);
         }
         let eval = &mut *buffers.borrow_mut();
         let x = ArrayView3::from_shape((c, h, w), xs).map_err(|e| Error::Shape(e.to_string()))?;
+        let mut buf = std::mem::take(grad);
+        buf.resize(c * h * w, 0.0);
+        eval.grad = Array3::from_shape_vec((c, h, w), buf).expect("sized just above");
         objective.evaluate_into(&x, eval, &mut timings.borrow_mut())?;
         terms
             .borrow_mut()
+            .1
             .push([eval.content, eval.style, eval.tv, eval.total]);
-        let grad = std::mem::replace(&mut eval.grad, Array3::zeros((0, 0, 0)));
-        let (grad, offset) = grad.into_raw_vec_and_offset();
-        debug_assert_eq!(offset, Some(0), "a fresh gradient starts its buffer");
-        Ok((eval.total, grad))
+        let (buf, offset) =
+            std::mem::replace(&mut eval.grad, Array3::zeros((0, 0, 0))).into_raw_vec_and_offset();
+        debug_assert_eq!(offset, Some(0), "the gradient starts its buffer");
+        *grad = buf;
+        Ok(eval.total)
     };
+    // What the callback sees: the accepted point and its gradient, copied into buffers made
+    // once.
+    let mut report = Evaluation::zeros([c, h, w]);
     let on_iter = |it: &Iterate<'_, f32>| -> Result<()> {
-        let [content, style, tv, total] = terms.borrow()[it.evaluation - 1 - earlier];
+        {
+            let (first, terms) = &mut *terms.borrow_mut();
+            [report.content, report.style, report.tv, report.total] = terms[it.evaluation - *first];
+            *first = it.evaluations + 1;
+            terms.clear();
+        }
         image
             .as_slice_mut()
             .expect("a fresh array is contiguous")
             .copy_from_slice(it.x);
-        let eval = Evaluation {
-            content,
-            style,
-            tv,
-            total,
-            grad: Array3::from_shape_vec((c, h, w), it.grad.to_vec())
-                .map_err(|e| Error::Shape(e.to_string()))?,
-        };
+        report
+            .grad
+            .as_slice_mut()
+            .expect("a fresh array is contiguous")
+            .copy_from_slice(it.grad);
+        let eval = &report;
         on_step(&Step {
             iteration: it.iteration,
             iterations,
-            eval: &eval,
+            eval,
             image: &image,
             evaluations: it.evaluations,
             elapsed: start.elapsed().as_secs_f64(),

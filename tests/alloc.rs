@@ -1,15 +1,16 @@
 //! No allocation in the steady state of a step: a counting global allocator watches whole Adam
 //! steps (objective evaluation, forward and backward through every convolution algorithm, the
-//! losses, the update) after the first has sized the buffers. One test function, because the
-//! counter sees every thread of the process.
+//! losses, the update) after the first has sized the buffers, and whole L-BFGS iterations
+//! (line search included) once its history is full. One test function, because the counter
+//! sees every thread of the process.
 
 mod common;
 
 use common::*;
 use ndarray::Array3;
 use neural_style::npz::Npz;
-use neural_style::transfer::run_adam;
-use neural_style::{Adam, LossConfig, Objective, Pool, Real, Vgg};
+use neural_style::transfer::{run_adam, run_lbfgs};
+use neural_style::{Adam, Lbfgs, LossConfig, Objective, Pool, Real, Vgg};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -76,6 +77,28 @@ fn allocations_per_step(
     counts
 }
 
+/// Allocations in each of `iterations` L-BFGS iterations with `history` pairs (each iteration
+/// one or more evaluations, as its line search needs).
+fn allocations_per_iteration(
+    objective: &Objective<f32>,
+    x: Array3<f32>,
+    history: usize,
+    iterations: usize,
+) -> Vec<(usize, usize)> {
+    let lbfgs = Lbfgs::new(history).unwrap();
+    let mut counts = Vec::with_capacity(iterations);
+    let read = || (ALLOCATIONS.load(Relaxed), IN_GEMM.load(Relaxed));
+    let mut last = read();
+    run_lbfgs(objective, x, &lbfgs, iterations, &mut None, |_| {
+        let now = read();
+        counts.push((now.0 - last.0, now.1 - last.1));
+        last = read();
+        Ok(())
+    })
+    .unwrap();
+    counts
+}
+
 fn check(what: &str, counts: &[(usize, usize)]) {
     eprintln!("{what}: allocations per step (engine, inside GEMM calls): {counts:?}");
     assert!(counts[0].0 > 0, "{what}: the first step sizes the buffers");
@@ -124,5 +147,15 @@ fn steps_after_the_first_allocate_nothing() {
     let content: Array3<f32> = array3(&mut g, "content");
     let objective = Objective::new(&tiny, &content, &styles, &config).unwrap();
     let x = content.mapv(|v| v.as_f64() as f32 * 0.5);
-    check("tiny VGG", &allocations_per_step(&objective, x, 3));
+    check("tiny VGG", &allocations_per_step(&objective, x.clone(), 3));
+
+    // L-BFGS: its pairs are allocated while the history fills (3 here), then recycled.
+    let counts = allocations_per_iteration(&objective, x, 3, 9);
+    eprintln!("tiny VGG, L-BFGS: allocations per iteration (engine, inside GEMM): {counts:?}");
+    assert_eq!(counts.len(), 9, "no early stop");
+    assert!(counts[0].0 > 0, "the first iteration sizes the buffers");
+    assert!(
+        counts[4..].iter().all(|&(n, _)| n == 0),
+        "L-BFGS iterations with a full history allocated: {counts:?}"
+    );
 }

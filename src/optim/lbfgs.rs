@@ -231,18 +231,22 @@ enum Search<T> {
     Failed { nonfinite: bool },
 }
 
-/// `x -> (value, gradient)`.
-type ObjectiveFn<'f, T> = dyn FnMut(&[T]) -> Result<(f64, Vec<T>)> + 'f;
+/// `(x, gradient buffer) -> value`, the gradient written into the buffer.
+type ObjectiveFn<'f, T> = dyn FnMut(&[T], &mut Vec<T>) -> Result<f64> + 'f;
 
-/// The objective with its evaluation count and a check of the gradient's length.
+/// The objective with its evaluation count, a check of the gradient's length, and the
+/// gradient buffers of finished trials, handed to the next evaluations so that an iteration
+/// allocates nothing once the line search has seen its usual number of live trials.
 struct Counted<'f, T> {
     f: &'f mut ObjectiveFn<'f, T>,
     evaluations: usize,
+    spare: Vec<Vec<T>>,
 }
 
 impl<T: Real> Counted<'_, T> {
     fn eval(&mut self, x: &[T]) -> Result<(f64, Vec<T>)> {
-        let (value, grad) = (self.f)(x)?;
+        let mut grad = self.spare.pop().unwrap_or_default();
+        let value = (self.f)(x, &mut grad)?;
         self.evaluations += 1;
         if grad.len() != x.len() {
             return Err(Error::Shape(format!(
@@ -252,6 +256,19 @@ impl<T: Real> Counted<'_, T> {
             )));
         }
         Ok((value, grad))
+    }
+
+    /// Takes back a gradient buffer no longer needed.
+    fn recycle(&mut self, grad: Vec<T>) {
+        if grad.capacity() > 0 {
+            self.spare.push(grad);
+        }
+    }
+
+    /// `*slot = new`, recycling the gradient of the trial it held.
+    fn replace(&mut self, slot: &mut Trial<T>, new: Trial<T>) {
+        let old = std::mem::replace(slot, new);
+        self.recycle(old.grad);
     }
 }
 
@@ -336,8 +353,9 @@ impl Lbfgs {
     }
 
     /// Minimises `f` from `x`, in place, for at most `max_iterations` iterations (accepted
-    /// steps), calling `on_iter` after each. `f(x)` returns the value and the gradient (same
-    /// length as `x`). Errors of `f` and `on_iter` stop the run and are returned; `x` then holds
+    /// steps), calling `on_iter` after each. `f(x, grad)` returns the value and writes the
+    /// gradient into `grad` (a buffer of an earlier evaluation, or empty: `f` sets its length
+    /// to that of `x`; reusing it keeps steady iterations free of allocation). Errors of `f` and `on_iter` stop the run and are returned; `x` then holds
     /// the last accepted point. See the module docs for non-finite values.
     pub fn minimize<T, F, C>(
         &self,
@@ -348,7 +366,7 @@ impl Lbfgs {
     ) -> Result<Report>
     where
         T: Real,
-        F: FnMut(&[T]) -> Result<(f64, Vec<T>)>,
+        F: FnMut(&[T], &mut Vec<T>) -> Result<f64>,
         C: FnMut(&Iterate<'_, T>) -> Result<()>,
     {
         self.minimize_from(x, None, f, max_iterations, on_iter)
@@ -367,7 +385,7 @@ impl Lbfgs {
     ) -> Result<Report>
     where
         T: Real,
-        F: FnMut(&[T]) -> Result<(f64, Vec<T>)>,
+        F: FnMut(&[T], &mut Vec<T>) -> Result<f64>,
         C: FnMut(&Iterate<'_, T>) -> Result<()>,
     {
         self.validate()?;
@@ -375,6 +393,7 @@ impl Lbfgs {
         let mut obj = Counted {
             f: &mut f,
             evaluations: 0,
+            spare: Vec::new(),
         };
         let mut st = match state {
             Some(st) => {
@@ -505,7 +524,7 @@ impl Lbfgs {
                 spare.push(pair);
             }
             x.copy_from_slice(&x_new);
-            st.grad = trial.grad;
+            obj.recycle(std::mem::replace(&mut st.grad, trial.grad));
             let decrease = st.value - trial.f;
             let previous = st.value;
             st.value = trial.f;
@@ -650,6 +669,7 @@ impl Lbfgs {
                 break (prev, cur);
             }
             if curvature(&cur) {
+                obj.recycle(prev.grad);
                 return Ok(Search::Accepted(cur));
             }
             if cur.dphi >= 0.0 {
@@ -661,7 +681,7 @@ impl Lbfgs {
             let next = cubic_min(prev.t, prev.f, prev.dphi, cur.t, cur.f, cur.dphi)
                 .filter(|&c| c > t)
                 .map_or(high, |c| c.clamp(low, high));
-            prev = cur;
+            obj.replace(&mut prev, cur);
             t = next;
         };
 
@@ -670,6 +690,7 @@ impl Lbfgs {
         loop {
             let width = (hi.t - lo.t).abs();
             if used == budget || width <= resolution {
+                obj.recycle(hi.grad);
                 return Ok(settle(lo, nonfinite));
             }
             let (a, b) = (lo.t.min(hi.t), lo.t.max(hi.t));
@@ -686,17 +707,20 @@ impl Lbfgs {
             used += 1;
             if !cur.finite() {
                 nonfinite = true;
-                hi = cur;
+                obj.replace(&mut hi, cur);
             } else if !armijo(&cur) || cur.f >= lo.f {
-                hi = cur;
+                obj.replace(&mut hi, cur);
             } else {
                 if curvature(&cur) {
+                    obj.recycle(lo.grad);
+                    obj.recycle(hi.grad);
                     return Ok(Search::Accepted(cur));
                 }
                 if cur.dphi * (hi.t - lo.t) >= 0.0 {
-                    hi = std::mem::replace(&mut lo, cur);
+                    let old_lo = std::mem::replace(&mut lo, cur);
+                    obj.replace(&mut hi, old_lo);
                 } else {
-                    lo = cur;
+                    obj.replace(&mut lo, cur);
                 }
             }
         }
@@ -744,13 +768,24 @@ mod tests {
         ((i * 37 % 23) as f64 - 11.0) * 0.5
     }
 
+    /// An objective that returns a fresh gradient, as `minimize` takes objectives.
+    fn fresh<T: Real>(
+        mut f: impl FnMut(&[T]) -> Result<(f64, Vec<T>)>,
+    ) -> impl FnMut(&[T], &mut Vec<T>) -> Result<f64> {
+        move |x, grad| {
+            let (value, g) = f(x)?;
+            *grad = g;
+            Ok(value)
+        }
+    }
+
     fn run<T: Real>(
         lbfgs: &Lbfgs,
         x: &mut [T],
         f: impl FnMut(&[T]) -> Result<(f64, Vec<T>)>,
         iterations: usize,
     ) -> Result<Report> {
-        lbfgs.minimize(x, f, iterations, |_| Ok(()))
+        lbfgs.minimize(x, fresh(f), iterations, |_| Ok(()))
     }
 
     #[test]
@@ -812,7 +847,7 @@ mod tests {
         let mut states = Vec::new();
         let mut points = Vec::new();
         let full = lbfgs
-            .minimize(&mut whole, chain_quadratic, 40, |it| {
+            .minimize(&mut whole, fresh(chain_quadratic), 40, |it| {
                 states.push(it.state.clone());
                 points.push(it.x.to_vec());
                 Ok(())
@@ -822,7 +857,7 @@ mod tests {
         for (k, (state, point)) in states.into_iter().zip(points).enumerate() {
             let mut x = point;
             let r = lbfgs
-                .minimize_from(&mut x, Some(state), chain_quadratic, 40, |it| {
+                .minimize_from(&mut x, Some(state), fresh(chain_quadratic), 40, |it| {
                     assert!(it.iteration > k + 1);
                     Ok(())
                 })
@@ -835,7 +870,7 @@ mod tests {
         let full = run(&Lbfgs::default(), &mut whole, rosenbrock, 200).unwrap();
         let mut x = vec![-1.2, 1.0];
         Lbfgs::default()
-            .minimize(&mut x, rosenbrock, 200, |it| {
+            .minimize(&mut x, fresh(rosenbrock), 200, |it| {
                 last = Some((it.state.clone(), it.x.to_vec()));
                 Ok(())
             })
@@ -847,7 +882,9 @@ mod tests {
             .minimize_from(
                 &mut x,
                 Some(state),
-                |_: &[f64]| -> Result<(f64, Vec<f64>)> { panic!("no evaluation after the stop") },
+                |_: &[f64], _: &mut Vec<f64>| -> Result<f64> {
+                    panic!("no evaluation after the stop")
+                },
                 200,
                 |_| Ok(()),
             )
@@ -861,7 +898,7 @@ mod tests {
         let mut x = vec![0.0f64; 6];
         Lbfgs::new(4)
             .unwrap()
-            .minimize(&mut x, chain_quadratic, 5, |it| {
+            .minimize(&mut x, fresh(chain_quadratic), 5, |it| {
                 states.push(it.state.clone());
                 Ok(())
             })
@@ -871,15 +908,18 @@ mod tests {
         let e = Lbfgs::new(4).unwrap().minimize_from(
             &mut short,
             Some(state.clone()),
-            chain_quadratic,
+            fresh(chain_quadratic),
             9,
             |_| Ok(()),
         );
         assert!(matches!(e, Err(Error::Shape(_))));
-        let e =
-            Lbfgs::new(2)
-                .unwrap()
-                .minimize_from(&mut x, Some(state), chain_quadratic, 9, |_| Ok(()));
+        let e = Lbfgs::new(2).unwrap().minimize_from(
+            &mut x,
+            Some(state),
+            fresh(chain_quadratic),
+            9,
+            |_| Ok(()),
+        );
         assert!(matches!(e, Err(Error::Shape(m)) if m.contains("pairs")));
     }
 
@@ -957,7 +997,9 @@ mod tests {
             initial_step: 5.0,
             ..Lbfgs::default()
         };
-        let r = lbfgs.minimize(&mut x, scaled, 1000, |_| Ok(())).unwrap();
+        let r = lbfgs
+            .minimize(&mut x, fresh(scaled), 1000, |_| Ok(()))
+            .unwrap();
         let err = (0..100)
             .map(|i| (x[i] - centre(i)).abs())
             .fold(0.0, f64::max);
@@ -1008,7 +1050,7 @@ mod tests {
         let mut x = vec![0.0f64; 10];
         let mut values = Vec::new();
         let r = lbfgs
-            .minimize(&mut x, f, 500, |it| {
+            .minimize(&mut x, fresh(f), 500, |it| {
                 values.push(it.value);
                 Ok(())
             })
@@ -1047,7 +1089,7 @@ mod tests {
         let mut x = vec![-1.2, 1.0];
         let mut seen = 0;
         let r = lbfgs
-            .minimize(&mut x, rosenbrock, 1000, |it| {
+            .minimize(&mut x, fresh(rosenbrock), 1000, |it| {
                 seen = it.evaluations;
                 assert!(it.evaluation <= it.evaluations);
                 Ok(())
@@ -1063,7 +1105,7 @@ mod tests {
         let mut x = vec![-1.2, 1.0];
         let mut last = (f64::INFINITY, 0, 0);
         let r = Lbfgs::default()
-            .minimize(&mut x, rosenbrock, 100, |it| {
+            .minimize(&mut x, fresh(rosenbrock), 100, |it| {
                 assert!(it.value < last.0);
                 assert_eq!(it.iteration, last.1 + 1);
                 assert_eq!(it.evaluations, last.2.max(1) + it.line_search_evaluations);
@@ -1089,7 +1131,7 @@ mod tests {
         };
         let mut accepted = x.clone();
         let e = Lbfgs::default()
-            .minimize(&mut x, failing, 100, |it| {
+            .minimize(&mut x, fresh(failing), 100, |it| {
                 accepted = it.x.to_vec();
                 Ok(())
             })
@@ -1098,7 +1140,7 @@ mod tests {
         assert_eq!(x, accepted);
         let mut x = vec![-1.2, 1.0];
         let e = Lbfgs::default()
-            .minimize(&mut x, rosenbrock, 100, |it| {
+            .minimize(&mut x, fresh(rosenbrock), 100, |it| {
                 if it.iteration == 3 {
                     Err(Error::Config("stop".into()))
                 } else {
@@ -1134,7 +1176,9 @@ mod tests {
             let mut x = vec![1.0f32];
             let r = l
                 .clone()
-                .minimize(&mut x, |x| Ok((x[0] as f64, vec![1.0])), 5, |_| Ok(()));
+                .minimize(&mut x, fresh(|x| Ok((x[0] as f64, vec![1.0]))), 5, |_| {
+                    Ok(())
+                });
             assert!(matches!(r, Err(Error::Config(_))));
         }
     }
