@@ -57,7 +57,7 @@ use neural_style::loss::{gram_into, style_loss, LossScratch};
 use neural_style::ops::col2im::conv3x3_input_grad_col2im;
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
-    conv3x3, conv3x3_input_grad, conv3x3_relu, conv3x3_winograd, conv3x3_winograd_backward, relu,
+    conv3x3, conv3x3_input_grad, conv3x3_then, conv3x3_winograd, conv3x3_winograd_backward, relu,
     rotate_kernel, Conv3x3, ConvScratch, Scratch, Tile, WinogradKernel,
 };
 use std::hint::black_box;
@@ -226,10 +226,10 @@ fn bench_conv(c: &mut Criterion) {
                 relu(black_box(&mut out))
             })
         });
-        g.bench_function(BenchmarkId::new(name, "conv3x3_relu"), |bch| {
+        g.bench_function(BenchmarkId::new(name, "conv3x3_then_relu"), |bch| {
             bch.iter(|| {
                 let out = black_box(&mut out);
-                conv3x3_relu(&x, cin, h, w, &wt, cout, Some(&bias), out, &mut ws)
+                conv3x3_then(&x, cin, h, w, &wt, cout, Some(&bias), true, out, &mut ws)
             })
         });
         g.bench_function(BenchmarkId::new(name, "layer"), |bch| {

@@ -9,7 +9,7 @@ use crate::gemm::Real;
 use crate::loss::LossConfig;
 use crate::npz::Npz;
 use crate::ops::{
-    conv3x3_input_grad, conv3x3_relu, pool2x2, pool2x2_backward, relu_backward,
+    conv3x3_input_grad, conv3x3_then, pool2x2, pool2x2_backward, relu_backward,
     relu_backward_masked, relu_mask, ConvScratch, Pool,
 };
 use crate::profile::Timings;
@@ -279,7 +279,7 @@ impl<T: Real> Vgg<T> {
             let data = &mut data[..out.len()];
             timed(timings, format_args!("{} fwd", LAYER_NAMES[i]), || {
                 let bias = Some(layer.bias.as_slice());
-                conv3x3_relu(
+                conv3x3_then(
                     input,
                     cin,
                     out.h,
@@ -287,6 +287,7 @@ impl<T: Real> Vgg<T> {
                     &layer.weight,
                     cout,
                     bias,
+                    true,
                     data,
                     conv,
                 );

@@ -55,26 +55,38 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Allocations made by the engine (and inside the GEMM libraries) in each of `steps` Adam
-/// steps on `objective` from `x`.
+/// Allocations (by the engine, inside the GEMM libraries) between consecutive calls of the
+/// callback `run` hands to the optimiser: one entry per step or iteration.
+fn allocations_between_callbacks(
+    n: usize,
+    run: impl FnOnce(&mut (dyn FnMut() + Send)),
+) -> Vec<(usize, usize)> {
+    let mut counts = Vec::with_capacity(n);
+    let read = || (ALLOCATIONS.load(Relaxed), IN_GEMM.load(Relaxed));
+    let mut last = read();
+    run(&mut || {
+        let now = read();
+        counts.push((now.0 - last.0, now.1 - last.1));
+        // Read again: pushing may itself have allocated, which is not the step's.
+        last = read();
+    });
+    counts
+}
+
+/// Allocations in each of `steps` Adam steps on `objective` from `x`.
 fn allocations_per_step(
     objective: &Objective<f32>,
     x: Array3<f32>,
     steps: usize,
 ) -> Vec<(usize, usize)> {
     let mut adam = Adam::new(2.0, 0.9, 0.999, 1e-8).unwrap();
-    let mut counts = Vec::with_capacity(steps);
-    let read = || (ALLOCATIONS.load(Relaxed), IN_GEMM.load(Relaxed));
-    let mut last = read();
-    run_adam(objective, x, &mut adam, steps, &mut None, |_| {
-        let now = read();
-        counts.push((now.0 - last.0, now.1 - last.1));
-        // Read again: pushing may itself have allocated, which is not the step's.
-        last = read();
-        Ok(())
+    allocations_between_callbacks(steps, |tick| {
+        run_adam(objective, x, &mut adam, steps, &mut None, |_| {
+            tick();
+            Ok(())
+        })
+        .unwrap();
     })
-    .unwrap();
-    counts
 }
 
 /// Allocations in each of `iterations` L-BFGS iterations with `history` pairs (each iteration
@@ -86,17 +98,13 @@ fn allocations_per_iteration(
     iterations: usize,
 ) -> Vec<(usize, usize)> {
     let lbfgs = Lbfgs::new(history).unwrap();
-    let mut counts = Vec::with_capacity(iterations);
-    let read = || (ALLOCATIONS.load(Relaxed), IN_GEMM.load(Relaxed));
-    let mut last = read();
-    run_lbfgs(objective, x, &lbfgs, iterations, &mut None, |_| {
-        let now = read();
-        counts.push((now.0 - last.0, now.1 - last.1));
-        last = read();
-        Ok(())
+    allocations_between_callbacks(iterations, |tick| {
+        run_lbfgs(objective, x, &lbfgs, iterations, &mut None, |_| {
+            tick();
+            Ok(())
+        })
+        .unwrap();
     })
-    .unwrap();
-    counts
 }
 
 fn check(what: &str, counts: &[(usize, usize)]) {

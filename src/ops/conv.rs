@@ -156,25 +156,10 @@ pub fn conv3x3<T: Real>(
     conv3x3_then(input, cin, h, w, weights, cout, bias, false, out, ws);
 }
 
-/// `relu(conv3x3(input, weights) + bias)`, the ReLU applied as the outputs are written (one
-/// pass over the layer's output fewer than `conv3x3` then `ops::relu`, same values).
+/// `conv3x3`, then `max(0, .)` when `relu`, applied as the outputs are written (one pass over
+/// the layer's output fewer than `conv3x3` then `ops::relu`, bitwise the same values).
 #[allow(clippy::too_many_arguments)]
-pub fn conv3x3_relu<T: Real>(
-    input: &[T],
-    cin: usize,
-    h: usize,
-    w: usize,
-    weights: &[T],
-    cout: usize,
-    bias: Option<&[T]>,
-    out: &mut [T],
-    ws: &mut ConvScratch<T>,
-) {
-    conv3x3_then(input, cin, h, w, weights, cout, bias, true, out, ws);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv3x3_then<T: Real>(
+pub fn conv3x3_then<T: Real>(
     input: &[T],
     cin: usize,
     h: usize,
@@ -735,7 +720,7 @@ mod tests {
             assert!(want.iter().any(|&v| v < 0.0), "the ReLU has work");
             crate::ops::relu(&mut want);
             let mut got = vec![f32::NAN; cout * h * w];
-            conv3x3_relu(&x, cin, h, w, &wt, cout, Some(&b), &mut got, &mut ws);
+            conv3x3_then(&x, cin, h, w, &wt, cout, Some(&b), true, &mut got, &mut ws);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert!(bits(&got) == bits(&want), "{cin} {cout} {h} {w}");
         }
