@@ -575,9 +575,9 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     }
 }
 
-/// Writes `Y = A^T M A + bias`, then `max(0, Y)` when `relu`, for tiles `t0..t1` of `mn` output channels: `m[xi * mstride +
-/// co * n + (t - t0)]` is position `xi` of tile `t` in channel `co`, and channel `co`'s
-/// `h x w` plane starts at `out + co * h * w`. Outputs of the last tile row and column that
+/// Writes `Y = A^T M A + bias`, then `max(0, Y)` when `relu`, for tiles `t0..t1` of `mn`
+/// output channels: `m[xi * mstride + co * n + (t - t0)]` is position `xi` of tile `t` in
+/// channel `co`, and channel `co`'s `h x w` plane starts at `out + co * h * w`. Outputs of the last tile row and column that
 /// fall outside the image are dropped. Scratch: `s`, `A + M` rows of `M * ceil(w/M)`.
 ///
 /// One tile row at a time: `A` along each of the `A` rows of its tiles' products (into the

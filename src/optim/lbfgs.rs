@@ -355,8 +355,9 @@ impl Lbfgs {
     /// Minimises `f` from `x`, in place, for at most `max_iterations` iterations (accepted
     /// steps), calling `on_iter` after each. `f(x, grad)` returns the value and writes the
     /// gradient into `grad` (a buffer of an earlier evaluation, or empty: `f` sets its length
-    /// to that of `x`; reusing it keeps steady iterations free of allocation). Errors of `f` and `on_iter` stop the run and are returned; `x` then holds
-    /// the last accepted point. See the module docs for non-finite values.
+    /// to that of `x`; reusing it keeps steady iterations free of allocation). Errors of `f`
+    /// and `on_iter` stop the run and are returned; `x` then holds the last accepted point.
+    /// See the module docs for non-finite values.
     pub fn minimize<T, F, C>(
         &self,
         x: &mut [T],
