@@ -208,9 +208,6 @@ fn lbfgs_iterations(
     let start = Instant::now();
     let mut x = x.as_standard_layout().into_owned();
     let mut image = x.clone();
-    // (content, style, tv, total) of every evaluation of this call (those of a resumed run's
-    // earlier part are not here), so the callback can report the terms at whichever trial point
-    // the line search accepted.
     // (content, style, tv, total) of the evaluations since the last accepted iteration, and the
     // number of the first of them, so the callback can report the terms at whichever trial
     // point the line search accepted.
