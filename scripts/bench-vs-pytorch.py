@@ -51,6 +51,8 @@ What is compared (DESIGN.md, "seed" configuration)
   content term 1/(4 C H W) sum (a - a_c)^2. Gradients: ours hand-written, torch autograd (input
   gradient only, the weights have requires_grad=False).
 * Optimiser: Adam, lr 2.0, betas (0.9, 0.999), eps 1e-8, on the net-space pixels.
+* Ours runs `--preset seed` (the built-in defaults weigh the same layers differently: the
+  same work, another objective value).
 * Start image: the content image (`--init content` for ours), so that the objective value at the
   first step is deterministic and the two engines can be cross-checked (column "J1 rel diff":
   relative difference of the first step's total loss). It is not zero because of the decoder and
@@ -293,6 +295,7 @@ def run_ours(args, size, threads, steps, tmp):
         "--iterations", str(total_steps),
         "--threads", str(threads),
         "--print-every", "1",
+        "--preset", "seed",
         "--init", "content",
         "--optimizer", "adam",
     ]

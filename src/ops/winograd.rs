@@ -1000,50 +1000,52 @@ mod tests {
 
     #[test]
     fn f32_accuracy_on_a_vgg_shape() {
-        // conv3_2 at a 128 x 128 input (32 x 32 here) with VGG-like magnitudes: post-ReLU
-        // activations, weights of about 1/sqrt(9 cin). Errors relative to the largest output.
-        let (cin, cout, h, w) = (256, 256, 32, 32);
-        let x: Vec<f64> = noise(cin * h * w, 41).iter().map(|v| v.max(0.0)).collect();
-        let scale = 1.0 / (9.0 * cin as f64).sqrt();
-        let wt: Vec<f64> = noise(cout * cin * 9, 42)
-            .iter()
-            .map(|v| v * scale)
-            .collect();
-        let b = noise(cout, 43);
-        let mut exact = vec![0.0; cout * h * w];
-        conv3x3_im2col(
-            &x,
-            cin,
-            h,
-            w,
-            &wt,
-            cout,
-            Some(&b),
-            &mut exact,
-            &Scratch::new(),
-        );
-        let (x32, wt32, b32) = (to_f32(&x), to_f32(&wt), to_f32(&b));
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        let mut im = vec![0.0f32; cout * h * w];
-        conv3x3_im2col(
-            &x32,
-            cin,
-            h,
-            w,
-            &wt32,
-            cout,
-            Some(&b32),
-            &mut im,
-            &Scratch::new(),
-        );
-        let err_im = max_rel_err(&widen(&im), &exact);
-        for (tile, bound) in [(Tile::F2x2, 1e-6), (Tile::F4x4, 1e-5)] {
-            let mut wi = vec![0.0f32; cout * h * w];
-            let k = WinogradKernel::with_tile(&wt32, cout, cin, tile);
-            conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi, &Scratch::new());
-            let err = max_rel_err(&widen(&wi), &exact);
-            println!("f32 {tile:?}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
-            assert!(err < bound, "{tile:?} {err:e}");
+        // conv3_2 at a 128 x 128 input (32 x 32 here) and a 512-channel layer (conv4_2's
+        // sums, fewer outputs) with VGG-like magnitudes: post-ReLU activations, weights of
+        // about 1/sqrt(9 cin). Errors relative to the largest output.
+        for (cin, cout, h, w) in [(256, 256, 32, 32), (512, 96, 24, 24)] {
+            let x: Vec<f64> = noise(cin * h * w, 41).iter().map(|v| v.max(0.0)).collect();
+            let scale = 1.0 / (9.0 * cin as f64).sqrt();
+            let wt: Vec<f64> = noise(cout * cin * 9, 42)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            let b = noise(cout, 43);
+            let mut exact = vec![0.0; cout * h * w];
+            conv3x3_im2col(
+                &x,
+                cin,
+                h,
+                w,
+                &wt,
+                cout,
+                Some(&b),
+                &mut exact,
+                &Scratch::new(),
+            );
+            let (x32, wt32, b32) = (to_f32(&x), to_f32(&wt), to_f32(&b));
+            let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+            let mut im = vec![0.0f32; cout * h * w];
+            conv3x3_im2col(
+                &x32,
+                cin,
+                h,
+                w,
+                &wt32,
+                cout,
+                Some(&b32),
+                &mut im,
+                &Scratch::new(),
+            );
+            let err_im = max_rel_err(&widen(&im), &exact);
+            for (tile, bound) in [(Tile::F2x2, 1e-6), (Tile::F4x4, 1e-5)] {
+                let mut wi = vec![0.0f32; cout * h * w];
+                let k = WinogradKernel::with_tile(&wt32, cout, cin, tile);
+                conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi, &Scratch::new());
+                let err = max_rel_err(&widen(&wi), &exact);
+                println!("f32 {cin}->{cout} {tile:?}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
+                assert!(err < bound, "{tile:?} {err:e}");
+            }
         }
     }
 
