@@ -77,10 +77,9 @@ def winograd_tile(cin, cout, h, w, kernel_cached):
     if cin < WINOGRAD_MIN_CIN or pixels < min_pixels or 3 * f2 > 2 * 9 * pixels:
         return None
     small = max(cin, cout) <= 256
-    f4_pixels = {(True, True): 1024, (True, False): 4096, (False, True): 4096,
-                 (False, False): None}[(kernel_cached, small)]
+    f4_pixels = 1024 if kernel_cached and small else 4096
     f4 = wino_mults(4, h, w)
-    if f4_pixels is not None and pixels >= f4_pixels and 5 * f4 <= 4 * f2:
+    if pixels >= f4_pixels and 5 * f4 <= 4 * f2:
         return 4
     return 2
 
