@@ -86,48 +86,64 @@ pub fn pool2x2_backward<T: Real>(
     let (oh, ow) = (h / 2, w / 2);
     assert_eq!(grad_in.len(), c * h * w);
     assert_eq!(grad_out.len(), c * oh * ow);
-    let quarter = T::from_f64(0.25);
+    if oh * ow == 0 {
+        // No window: every input pixel is dropped (and `par_chunks` takes no empty chunks).
+        grad_in.fill(T::zero());
+        return;
+    }
     grad_in
         .par_chunks_mut(h * w)
+        .zip(grad_out.par_chunks(oh * ow))
         .enumerate()
-        .for_each(|(ch, gi)| {
-            widest(|| {
-                gi.fill(T::zero());
-                let go = &grad_out[ch * oh * ow..(ch + 1) * oh * ow];
-                let plane = match kind {
-                    Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
-                    Pool::Avg => &[],
-                };
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let g = go[oy * ow + ox];
-                        let base = 2 * oy * w + 2 * ox;
-                        let offsets = [0, 1, w, w + 1];
-                        match kind {
-                            Pool::Avg => {
-                                for off in offsets {
-                                    gi[base + off] = g * quarter;
-                                }
-                            }
-                            Pool::Max => {
-                                let k = argmax4(window(plane, w, oy, ox));
-                                gi[base + offsets[k]] = g;
-                            }
-                            Pool::L2 => {
-                                let v = window(plane, w, oy, ox);
-                                let y = root_mean_square(v);
-                                if y > T::zero() {
-                                    let scale = g * quarter / y;
-                                    for (off, x) in offsets.into_iter().zip(v) {
-                                        gi[base + off] = scale * x;
-                                    }
-                                }
-                            }
+        .for_each(|(ch, (gi, go))| {
+            let plane = match kind {
+                Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
+                Pool::Avg => &[],
+            };
+            widest(|| pool_plane_backward(kind, plane, w, go, ow, gi))
+        });
+}
+
+/// One channel of `pool2x2_backward`: `gi` (`h x w`) from `go` (`h/2 x w/2`, `ow` wide).
+#[inline(always)]
+fn pool_plane_backward<T: Real>(
+    kind: Pool,
+    plane: &[T],
+    w: usize,
+    go: &[T],
+    ow: usize,
+    gi: &mut [T],
+) {
+    let quarter = T::from_f64(0.25);
+    gi.fill(T::zero());
+    let offsets = [0, 1, w, w + 1];
+    for oy in 0..go.len() / ow {
+        for ox in 0..ow {
+            let g = go[oy * ow + ox];
+            let base = 2 * oy * w + 2 * ox;
+            match kind {
+                Pool::Avg => {
+                    for off in offsets {
+                        gi[base + off] = g * quarter;
+                    }
+                }
+                Pool::Max => {
+                    let k = argmax4(window(plane, w, oy, ox));
+                    gi[base + offsets[k]] = g;
+                }
+                Pool::L2 => {
+                    let v = window(plane, w, oy, ox);
+                    let y = root_mean_square(v);
+                    if y > T::zero() {
+                        let scale = g * quarter / y;
+                        for (off, x) in offsets.into_iter().zip(v) {
+                            gi[base + off] = scale * x;
                         }
                     }
                 }
-            })
-        });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
