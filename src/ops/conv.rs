@@ -100,9 +100,9 @@ const WINOGRAD_MIN_CIN: usize = 16;
 /// - im2col below 64 pixels, or 512 when the kernel is transformed on the call (about 1 ns per
 ///   transformed value for F(2x2): 5 ms for 512 x 512 channels; F(4x4) is 2.25x larger, and
 ///   4x slower at 512 x 512 into a fresh buffer, whose 38 MB are page faults; `ConvScratch`
-///   reuses one). With few pixels all paths
-///   are bound by reading the weights, which Winograd makes 16/9 or 4 times larger: 512 -> 512
-///   at 4 x 4 is 1.7 / 2.8 / 2.4, at 8 x 8 3.4 / 3.2 / 6.1, at 16 x 16 11.4 / 6.0 / 7.2.
+///   reuses one). With few pixels all paths are bound by reading the weights, which Winograd
+///   makes 16/9 or 4 times larger: 512 -> 512 at 4 x 4 is 1.7 / 2.8 / 2.4, at 8 x 8 3.4 / 3.2 /
+///   6.1, at 16 x 16 11.4 / 6.0 / 7.2.
 /// - im2col when F(2x2)'s tiles are mostly padding (it would not save a third of the
 ///   multiplies): images 1 pixel high or wide.
 /// - F(4x4) from 1024 pixels when neither channel count exceeds 256 and the kernel is kept, from
@@ -111,11 +111,12 @@ const WINOGRAD_MIN_CIN: usize = 16;
 ///   every call pays for its transform even over 512 channels, into a reused buffer (session 11,
 ///   2-core AMD EPYC, AVX2, min of 7, ms F2 / F4 both transformed on the call: conv4_2 at
 ///   64 x 64 forward 92.1 / 70.9, input gradient 89.2 / 68.9; conv4_1 49.2 / 44.6 and 45.9 /
-///   39.1; at 32 x 32 conv5_1 is even, 28.1 / 24.5 and 29.5 / 27.5). On VGG-19 at 256 x 256 F(4x4) wins 1.2-1.6x on blocks 1-3
-///   (conv1_2 forward 33.3 / 24.0 / 15.4, conv2_2 26.7 / 14.7 / 9.9, conv3_2 22.3 / 12.7 /
-///   11.4); on the 512-channel layers it is even at 32 x 32 (conv4_2 25.7 / 14.0 / 14.1), loses
-///   at 16 x 16 (conv5_1 11.1 / 5.8 / 6.9) and wins from 64 x 64 (conv4_2 at 512 x 512: 88.3 /
-///   49.7 / 44.4). With 256 channels it loses at 16 x 16 (3.7 / 2.3 / 2.6).
+///   39.1; at 32 x 32 conv5_1 is even, 28.1 / 24.5 and 29.5 / 27.5). On VGG-19 at 256 x 256
+///   F(4x4) wins 1.2-1.6x on blocks 1-3 (conv1_2 forward 33.3 / 24.0 / 15.4, conv2_2 26.7 /
+///   14.7 / 9.9, conv3_2 22.3 / 12.7 / 11.4); with kept kernels on the 512-channel layers it is
+///   even at 32 x 32 (conv4_2 25.7 / 14.0 / 14.1), loses at 16 x 16 (conv5_1 11.1 / 5.8 / 6.9)
+///   and wins from 64 x 64 (conv4_2 at 512 x 512: 88.3 / 49.7 / 44.4). With 256 channels it
+///   loses at 16 x 16 (3.7 / 2.3 / 2.6).
 pub fn winograd_tile(
     cin: usize,
     cout: usize,
