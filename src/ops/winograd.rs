@@ -577,8 +577,8 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
 
 /// Writes `Y = A^T M A + bias`, then `max(0, Y)` when `relu`, for tiles `t0..t1` of `mn`
 /// output channels: `m[xi * mstride + co * n + (t - t0)]` is position `xi` of tile `t` in
-/// channel `co`, and channel `co`'s `h x w` plane starts at `out + co * h * w`. Outputs of the last tile row and column that
-/// fall outside the image are dropped. Scratch: `s`, `A + M` rows of `M * ceil(w/M)`.
+/// channel `co`, and channel `co`'s `h x w` plane starts at `out + co * h * w`. Outputs of the
+/// last tile row and column that fall outside the image are dropped. Scratch: `s`, `A + M` rows of `M * ceil(w/M)`.
 ///
 /// One tile row at a time: `A` along each of the `A` rows of its tiles' products (into the
 /// first `A` rows of `s`), then `A^T` down the columns into the `M` output rows (rows below the
@@ -1045,7 +1045,8 @@ mod tests {
                 let k = WinogradKernel::with_tile(&wt32, cout, cin, tile);
                 conv3x3_winograd(&x32, cin, h, w, &k, Some(&b32), &mut wi, &Scratch::new());
                 let err = max_rel_err(&widen(&wi), &exact);
-                println!("f32 {cin}->{cout} {tile:?}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
+                let what = format!("f32 {cin}->{cout} {tile:?}");
+                println!("{what}: max error {err:.2e} of max |out| (im2col {err_im:.2e})");
                 assert!(err < bound, "{tile:?} {err:e}");
             }
         }
