@@ -16,10 +16,9 @@ fn main() -> Result<(), neural_style::Error> {
     let content = load_net("examples/astronaut.jpg", size)?;
     let style = load_net("examples/starry-night.jpg", size)?;
     // A point away from the content image, so that every term and its gradient is non-zero.
-    let x = content
-        .indexed_iter()
-        .map(|((c, y, x), &v)| v + 40.0 * ((c * 7 + y * 3 + x) as f32 * 0.37).sin());
-    let x = Array3::from_shape_vec(content.raw_dim(), x.collect()).expect("same shape");
+    let x = Array3::from_shape_fn(content.raw_dim(), |(c, y, x)| {
+        content[[c, y, x]] + 40.0 * ((c * 7 + y * 3 + x) as f32 * 0.37).sin()
+    });
     let wide = |a: &Array3<f32>| a.mapv(|v| v as f64);
 
     let vgg32 = Vgg::<f32>::load_for("weights/vgg19.npz", &config)?;
