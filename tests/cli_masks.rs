@@ -154,7 +154,9 @@ fn masks_follow_multi_scale_and_tiled_runs() {
     );
     // Two Adam steps, whole and tiled, from the photograph. Adam's first steps move each pixel
     // by about the learning rate times the sign of its gradient, so a mask missing from the
-    // tiles would show as whole 1/255 steps. L-BFGS is no good here: its line search turns
+    // tiles would show as whole steps over much of the image. Rounding still moves a few
+    // pixels whose gradient is near zero (its sign flips): on an AVX-512 host 12 of the 23040
+    // values, by up to 0.0016, the rest within 2/65535. L-BFGS is no good here: its line search turns
     // rounding into a different step (0.008 apart after two steps with the default layer
     // weights, though Adam stays within 2/65535), and from the recoloured start on these
     // synthetic stripes rounding grows to 3/65535 in one step per stage (the objective itself
@@ -163,13 +165,20 @@ fn masks_follow_multi_scale_and_tiled_runs() {
     let whole = m.paint_steps("whole2.png", 2, &extra);
     extra.extend(["--tile", "32"]);
     let tiled = m.paint_steps("tiled2.png", 2, &extra);
-    let worst = whole
+    let diffs: Vec<f32> = whole
         .as_raw()
         .iter()
         .zip(tiled.as_raw())
         .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(worst <= 2.0 / 65535.0, "tiled differs by {worst}");
+        .collect();
+    let off = diffs.iter().filter(|&&d| d > 2.0 / 65535.0).count();
+    let worst = diffs.iter().copied().fold(0.0f32, f32::max);
+    let two_steps = 2.0 * 2.0 / 255.0;
+    assert!(
+        off * 500 <= diffs.len() && worst <= two_steps,
+        "tiled differs: {off} of {} values by more than 2/65535, worst {worst}",
+        diffs.len()
+    );
 }
 
 #[test]
