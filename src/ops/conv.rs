@@ -379,7 +379,10 @@ fn im2col_conv<T: Real>(
                         let bm = bias.map_or(T::zero(), |b| b[m]);
                         let row = std::slice::from_raw_parts_mut(out_ptr.ptr().add(m * hw + p0), n);
                         if relu {
-                            widest(|| row.iter_mut().for_each(|v| *v = (*v + bm).max(T::zero())));
+                            widest(
+                                #[inline(always)]
+                                || row.iter_mut().for_each(|v| *v = (*v + bm).max(T::zero())),
+                            );
                         } else {
                             row.iter_mut().for_each(|v| *v += bm);
                         }

@@ -51,7 +51,12 @@ pub fn pool2x2<T: Real>(kind: Pool, input: &[T], c: usize, h: usize, w: usize, o
     }
     out.par_chunks_mut(oh * ow)
         .zip(input.par_chunks(h * w))
-        .for_each(|(o, plane)| widest(|| pool_plane(kind, plane, w, o, ow)));
+        .for_each(|(o, plane)| {
+            widest(
+                #[inline(always)]
+                || pool_plane(kind, plane, w, o, ow),
+            )
+        });
 }
 
 /// One channel of `pool2x2`.
@@ -100,7 +105,10 @@ pub fn pool2x2_backward<T: Real>(
                 Pool::Max | Pool::L2 => &input[ch * h * w..(ch + 1) * h * w],
                 Pool::Avg => &[],
             };
-            widest(|| pool_plane_backward(kind, plane, w, go, ow, gi))
+            widest(
+                #[inline(always)]
+                || pool_plane_backward(kind, plane, w, go, ow, gi),
+            )
         });
 }
 
