@@ -4,6 +4,7 @@
 
 pub mod col2im;
 pub mod conv;
+mod lanes;
 pub mod pool;
 pub mod relu;
 pub mod scratch;

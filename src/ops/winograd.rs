@@ -36,7 +36,9 @@
 //!
 //! The transforms are separable passes over rows (`B^T` down the columns of a tile row's input
 //! rows, then `B` along the rows at a stride of `m`; `A` along rows, then `A^T` down columns),
-//! written as plain loops over contiguous data that the compiler vectorises.
+//! written as plain loops over contiguous data that the compiler vectorises. Each channel's
+//! rows of a band are short runs in a plane of their own, so the transforms prefetch the next
+//! channel's rows while they work on this one (`simd::prefetch`).
 //!
 //! Accuracy: F(2x2, 3x3) only adds, subtracts and halves, and is about as accurate as im2col:
 //! f32 max error 2.8e-7 of the largest output on a VGG-like layer (im2col 2.4e-7, see
@@ -46,8 +48,9 @@
 //! from about 1e-7 to 2e-6 relative (the test allows 1e-4). `ops::conv::winograd_tile` says
 //! which layers use which.
 
+use super::lanes::{Arith, Lanes, LANES};
 use super::scratch::{split, split_len, Scratch};
-use super::simd::widest;
+use super::simd::{prefetch, widest};
 use super::SharedMut;
 use crate::gemm::{gemm_into, MatRef, Real};
 use rayon::prelude::*;
@@ -95,10 +98,10 @@ const MIN_CHUNK_ROWS: usize = 32;
 trait Variant<const M: usize, const A: usize>: Sync {
     /// `G g` for one column (or row) `g` of a 3x3 kernel.
     fn g<T: Real>(g: [T; 3]) -> [T; A];
-    /// `B^T d` for one column (or row) of an input patch.
-    fn bt<T: Real>(d: [T; A]) -> [T; A];
-    /// `A^T m` for one column (or row) of a tile's products.
-    fn at<T: Real>(m: [T; A]) -> [T; M];
+    /// `B^T d` for one column (or row) of an input patch (or a group of them).
+    fn bt<T: Real, X: Arith<T>>(d: [X; A]) -> [X; A];
+    /// `A^T m` for one column (or row) of a tile's products (or a group of them).
+    fn at<T: Real, X: Arith<T>>(m: [X; A]) -> [X; M];
     /// Tiles per band (the GEMMs' N) for `cin` input channels.
     fn band_tiles(cin: usize) -> usize;
 }
@@ -120,11 +123,11 @@ impl Variant<2, 4> for F2 {
         [g0, (g0 + g1 + g2) * half, (g0 - g1 + g2) * half, g2]
     }
     #[inline(always)]
-    fn bt<T: Real>([d0, d1, d2, d3]: [T; 4]) -> [T; 4] {
+    fn bt<T: Real, X: Arith<T>>([d0, d1, d2, d3]: [X; 4]) -> [X; 4] {
         [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
     }
     #[inline(always)]
-    fn at<T: Real>([m0, m1, m2, m3]: [T; 4]) -> [T; 2] {
+    fn at<T: Real, X: Arith<T>>([m0, m1, m2, m3]: [X; 4]) -> [X; 2] {
         [m0 + m1 + m2, m1 - m2 - m3]
     }
     /// Measured (2 threads, min of 8): 64 is best or within noise on every VGG shape; e.g.
@@ -163,24 +166,24 @@ impl Variant<4, 6> for F4 {
         ]
     }
     #[inline(always)]
-    fn bt<T: Real>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+    fn bt<T: Real, X: Arith<T>>([d0, d1, d2, d3, d4, d5]: [X; 6]) -> [X; 6] {
         let (two, four, five) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(5.0));
-        let (p, q) = (d4 - four * d2, d3 - four * d1);
-        let (r, s) = (d4 - d2, two * (d3 - d1));
+        let (p, q) = (d4 - d2 * four, d3 - d1 * four);
+        let (r, s) = (d4 - d2, (d3 - d1) * two);
         [
-            four * d0 - five * d2 + d4,
+            d0 * four - d2 * five + d4,
             q + p,
             p - q,
             r + s,
             r - s,
-            four * d1 - five * d3 + d5,
+            d1 * four - d3 * five + d5,
         ]
     }
     #[inline(always)]
-    fn at<T: Real>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+    fn at<T: Real, X: Arith<T>>([m0, m1, m2, m3, m4, m5]: [X; 6]) -> [X; 4] {
         let (two, four, eight) = (T::from_f64(2.0), T::from_f64(4.0), T::from_f64(8.0));
         let (a, b, c, d) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
-        [m0 + a + c, b + two * d, a + four * c, b + eight * d + m5]
+        [m0 + a + c, b + d * two, a + c * four, b + d * eight + m5]
     }
     /// Measured (2 threads, min of 8): up to 128 input channels 64 is best (64 -> 64 at
     /// 256 x 256 11.8 ms vs 12.9 at 32 and 12.1 at 128), above that 32 (256 -> 256 at 64 x 64
@@ -421,10 +424,6 @@ fn tile_rows(
     })
 }
 
-/// Values processed side by side by the transforms: fixed-size groups whose loops the compiler
-/// unrolls and vectorises, with one bounds check per group instead of one per value.
-const LANES: usize = 8;
-
 /// `dst[.][x] = f(src[.][x])` for `x` in `0..n`: a 1-D transform applied down the columns of
 /// `I` rows into `O` rows (every row at least `n` long).
 #[inline(always)]
@@ -457,22 +456,21 @@ fn map_columns<T: Real, const I: usize, const O: usize>(
     }
 }
 
-/// `dst[.][i] = f(src[M i..M i + A])` for `i` in `0..n`: a 1-D transform applied along a row
-/// to overlapping windows at a stride of `M`, one output row per transformed position
+/// `dst[.][i] = B^T src[M i..M i + A]` for `i` in `0..n`: the 1-D transform applied along a
+/// row to overlapping windows at a stride of `M`, one output row per transformed position
 /// (`src` at least `M n + A - M` long).
 #[inline(always)]
-fn map_windows<T: Real, const M: usize, const A: usize>(
+fn map_windows<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     src: &[T],
     dst: &mut [&mut [T]; A],
     n: usize,
-    f: impl Fn([T; A]) -> [T; A],
 ) {
     let mut i = 0;
     while i + LANES <= n {
         let win = &src[M * i..M * (i + LANES) + A - M];
         let mut out = [[T::zero(); LANES]; A];
         for l in 0..LANES {
-            let r = f(from_fn(|j| win[M * l + j]));
+            let r = V::bt::<T, T>(from_fn(|j| win[M * l + j]));
             for (o, &v) in out.iter_mut().zip(&r) {
                 o[l] = v;
             }
@@ -483,34 +481,36 @@ fn map_windows<T: Real, const M: usize, const A: usize>(
         i += LANES;
     }
     for i in i..n {
-        let r = f(from_fn(|j| src[M * i + j]));
+        let r = V::bt::<T, T>(from_fn(|j| src[M * i + j]));
         for (d, &v) in dst.iter_mut().zip(&r) {
             d[i] = v;
         }
     }
 }
 
-/// `dst[M i..M i + M] = f(src[.][i])` for `i` in `0..n`: a 1-D transform applied across `A`
-/// rows, its `M` results written side by side (`dst` at least `M n` long).
+/// `dst[M i..M i + M] = A^T src[.][i]` for `i` in `0..n`: the 1-D transform applied across
+/// `A` rows, its `M` results written side by side (`dst` at least `M n` long). Computed on
+/// groups of `LANES` columns and then interleaved: per column, the compiler left the
+/// arithmetic scalar (about 1.3x the time of the whole output transform of conv1_2 at 512 px).
 #[inline(always)]
-fn map_gather<T: Real, const M: usize, const A: usize>(
+fn map_gather<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     src: &[&[T]; A],
     dst: &mut [T],
     n: usize,
-    f: impl Fn([T; A]) -> [T; M],
 ) {
     let mut i = 0;
     while i + LANES <= n {
-        let a: [&[T; LANES]; A] = from_fn(|j| src[j][i..i + LANES].try_into().unwrap());
+        let r = V::at::<T, _>(from_fn(|j| Lanes::load(&src[j][i..])));
         let win = &mut dst[M * i..M * (i + LANES)];
         for l in 0..LANES {
-            let r = f(from_fn(|j| a[j][l]));
-            win[M * l..M * l + M].copy_from_slice(&r);
+            for (c, o) in r.iter().enumerate() {
+                win[M * l + c] = o.0[l];
+            }
         }
         i += LANES;
     }
     for i in i..n {
-        let r = f(from_fn(|j| src[j][i]));
+        let r = V::at::<T, T>(from_fn(|j| src[j][i]));
         dst[M * i..M * i + M].copy_from_slice(&r);
     }
 }
@@ -541,6 +541,16 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     let pw = M * (tw + 1);
     for ci in 0..cin {
         let plane = &input[ci * hw..][..hw];
+        if ci + 1 < cin {
+            // The rows the next channel will read (see `prefetch`).
+            let next = input[(ci + 1) * hw..].as_ptr();
+            for (ty, txa, txb, _) in tile_rows(t0, t1, tw) {
+                let (va, vb) = ((M * txa).max(1), (M * (txb + 1)).min(w + 1));
+                for sy in (M * ty).max(1)..(M * ty + A).min(h + 1) {
+                    prefetch(next.wrapping_add((sy - 1) * w + va - 1), vb - va);
+                }
+            }
+        }
         for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
             let len = txb - txa;
             // Padded columns read by the tiles (rounded up to whole chunks of M), and the part
@@ -569,7 +579,7 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             for ek in &erows {
                 let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
                 let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
-                map_windows::<T, M, A>(&ek[xa..xb], &mut outs, len, V::bt);
+                map_windows::<T, M, A, V>(&ek[xa..xb], &mut outs, len);
             }
         }
     }
@@ -606,6 +616,19 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
     let sw = M * tw;
     for co in 0..mn {
         let b = bias.map_or(T::zero(), |b| b[co]);
+        if co + 1 < mn {
+            // The next channel's output rows, so that its stores find their lines in cache.
+            let next = out.wrapping_add((co + 1) * hw);
+            for (ty, txa, txb, _) in tile_rows(t0, t1, tw) {
+                let x0 = M * txa;
+                for r in 0..M.min(h - M * ty) {
+                    prefetch(
+                        next.wrapping_add((M * ty + r) * w + x0),
+                        (M * txb).min(w) - x0,
+                    );
+                }
+            }
+        }
         for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
             let len = txb - txa;
             let at = co * n + rel;
@@ -615,7 +638,7 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
             for sk in rows.iter_mut() {
                 let mut ins = planes.by_ref().take(A).map(|p| &p[at..at + len]);
                 let ins: [&[T]; A] = from_fn(|_| ins.next().unwrap());
-                map_gather::<T, M, A>(&ins, sk, len, V::at);
+                map_gather::<T, M, A, V>(&ins, sk, len);
             }
             let (x0, x1) = (M * txa, (M * txb).min(w));
             let cols = x1 - x0;
@@ -818,9 +841,10 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             let (vstride, mstride) = (padded(cin * n), padded(mn * n));
 
             let v = &mut v[..nxi * vstride];
-            widest(|| {
-                transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros)
-            });
+            widest(
+                #[inline(always)]
+                || transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros),
+            );
 
             // M[xi] = U[xi] (rows m0..m1) V[xi], mn x n.
             for xi in 0..nxi {
@@ -835,10 +859,15 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             // pixels of tiles `t0..t1` in channels `m0..m1`, and the bands and chunks of the
             // task grid partition the tiles and the channels, so no two tasks write the same
             // element.
-            widest(|| unsafe {
-                let dst = out_ptr.ptr().add(m0 * hw);
-                transform_output::<T, M, A, V>(m, mstride, mn, h, w, t0, t1, bias, relu, dst, rows)
-            });
+            widest(
+                #[inline(always)]
+                || unsafe {
+                    let dst = out_ptr.ptr().add(m0 * hw);
+                    transform_output::<T, M, A, V>(
+                        m, mstride, mn, h, w, t0, t1, bias, relu, dst, rows,
+                    )
+                },
+            );
         })
     });
 }

@@ -1,0 +1,67 @@
+//! Groups of values that the Winograd transforms compute side by side. Each 1-D transform is
+//! written once, generic over [`Arith`]: on a single value, and on [`Lanes`], where every
+//! operation is a fixed-length loop over the lanes that the compiler turns into one vector
+//! instruction. Where a transform's results are stored interleaved (the output columns of a
+//! tile row), calling it value by value left its arithmetic scalar.
+
+use crate::gemm::Real;
+use std::array::from_fn;
+use std::ops::{Add, Mul, Neg, Sub};
+
+/// Values per group.
+pub(crate) const LANES: usize = 8;
+
+/// The arithmetic of the 1-D transforms: sums, differences and products by constants.
+pub(crate) trait Arith<T>:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Neg<Output = Self> + Mul<T, Output = Self>
+{
+}
+
+impl<T: Real> Arith<T> for T {}
+
+/// `LANES` values, each operation applied lane by lane (so a group gives bitwise the values
+/// of its lanes computed one at a time).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lanes<T>(pub [T; LANES]);
+
+impl<T: Real> Arith<T> for Lanes<T> {}
+
+impl<T: Real> Lanes<T> {
+    /// The group `src[0..LANES]`.
+    #[inline(always)]
+    pub fn load(src: &[T]) -> Self {
+        Lanes(src[..LANES].try_into().unwrap())
+    }
+}
+
+impl<T: Real> Add for Lanes<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Lanes(from_fn(|l| self.0[l] + o.0[l]))
+    }
+}
+
+impl<T: Real> Sub for Lanes<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Lanes(from_fn(|l| self.0[l] - o.0[l]))
+    }
+}
+
+impl<T: Real> Neg for Lanes<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn neg(self) -> Self {
+        Lanes(self.0.map(|v| -v))
+    }
+}
+
+impl<T: Real> Mul<T> for Lanes<T> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, k: T) -> Self {
+        Lanes(self.0.map(|v| v * k))
+    }
+}
