@@ -418,17 +418,25 @@ pub fn rotate_kernel<T: Real>(weights: &[T], cout: usize, cin: usize) -> Vec<T> 
     r
 }
 
-/// `rotate_kernel` into `r` (resized to fit).
+/// `rotate_kernel` into `r` (resized to fit). Parallel over the rotated bank's rows, each
+/// written contiguously (serial, with its writes a row apart, it took 2.5-4.8 ms per call for
+/// 512 x 512 channels: conv5_1's input gradient at 256 px).
 pub fn rotate_kernel_into<T: Real>(weights: &[T], cout: usize, cin: usize, r: &mut Vec<T>) {
     assert_eq!(weights.len(), cout * cin * 9);
     r.resize(weights.len(), T::zero());
-    for co in 0..cout {
-        for ci in 0..cin {
-            for t in 0..9 {
-                r[(ci * cout + co) * 9 + (8 - t)] = weights[(co * cin + ci) * 9 + t];
-            }
-        }
+    if cout == 0 {
+        return;
     }
+    r.par_chunks_mut(cout * 9)
+        .enumerate()
+        .for_each(|(ci, row)| {
+            for (co, k) in row.chunks_exact_mut(9).enumerate() {
+                let src = &weights[(co * cin + ci) * 9..][..9];
+                for t in 0..9 {
+                    k[8 - t] = src[t];
+                }
+            }
+        });
 }
 
 #[cfg(test)]
