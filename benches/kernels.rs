@@ -21,8 +21,7 @@
 //!   F(4x4, 3x3) `WinogradKernel`).
 //! - `conv3x3_bwd/<layer>/<path>`: the input gradient of that convolution (a `cout x H x W` output
 //!   gradient in, `cin x H x W` out, no bias): `conv3x3`, `layer` and `im2col` on the
-//!   `rotate_kernel` weights with cin and cout swapped, `winograd_f2_inplace`
-//!   (`ops::conv3x3_winograd_backward`, reading the forward's F(2x2) kernel in place) and, for
+//!   `rotate_kernel` weights with cin and cout swapped and, for
 //!   conv1_1 (3 input channels), `col2im` (`ops::col2im::conv3x3_input_grad_col2im`, GEMM + gather). Same FLOPs
 //!   as forward; for the rotated-kernel paths M is the layer's cin (3 for conv1_1).
 //! - `gram/<tap>`: `loss::gram` (F F^T / HW) on each style tap at 512.
@@ -57,8 +56,8 @@ use neural_style::loss::{gram_into, style_loss, LossScratch};
 use neural_style::ops::col2im::conv3x3_input_grad_col2im;
 use neural_style::ops::conv::conv3x3_im2col;
 use neural_style::ops::{
-    conv3x3, conv3x3_input_grad, conv3x3_then, conv3x3_winograd, conv3x3_winograd_backward, relu,
-    rotate_kernel, Conv3x3, ConvScratch, Scratch, Tile, WinogradKernel,
+    conv3x3, conv3x3_input_grad, conv3x3_then, conv3x3_winograd, relu, rotate_kernel, Conv3x3,
+    ConvScratch, Scratch, Tile, WinogradKernel,
 };
 use std::hint::black_box;
 use std::time::Duration;
@@ -311,9 +310,6 @@ fn bench_conv(c: &mut Criterion) {
                     &tasks,
                 )
             })
-        });
-        g.bench_function(BenchmarkId::new(name, "winograd_f2_inplace"), |bch| {
-            bch.iter(|| conv3x3_winograd_backward(&gout, h, w, &f2, black_box(&mut gin), &tasks))
         });
         if cin < 16 {
             g.bench_function(BenchmarkId::new(name, "col2im"), |bch| {

@@ -187,16 +187,16 @@ fn main() {
                     let kt = best(reps, || {
                         let b = std::mem::take(&mut buf);
                         let k = if dir == "fwd" {
-                            WinogradKernel::with_tile_in(&wt, cout, cin, t, b, &sc)
+                            WinogradKernel::with_tile_in(&wt, cout, cin, t, b)
                         } else {
-                            WinogradKernel::input_grad_in(&wt, cout, cin, t, b, &sc)
+                            WinogradKernel::input_grad_in(&wt, cout, cin, t, b)
                         };
                         buf = k.into_buffer();
                     });
                     let k = if dir == "fwd" {
-                        WinogradKernel::with_tile_in(&wt, cout, cin, t, Vec::new(), &sc)
+                        WinogradKernel::with_tile_in(&wt, cout, cin, t, Vec::new())
                     } else {
-                        WinogradKernel::input_grad_in(&wt, cout, cin, t, Vec::new(), &sc)
+                        WinogradKernel::input_grad_in(&wt, cout, cin, t, Vec::new())
                     };
                     let b = if dir == "fwd" {
                         Some(bias.as_slice())

@@ -15,6 +15,7 @@ use ndarray::{Array3, ArrayBase, Data, Ix3};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
+mod gram_kernel;
 mod masks;
 pub mod meancov;
 mod tiled;
@@ -118,9 +119,12 @@ pub fn gram_scaled_into<T: Real>(
             let (t, (bi, bj)) = (task / pairs, pair(task % pairs));
             let (p0, p1) = (t * GRAM_CHUNK, ((t + 1) * GRAM_CHUNK).min(n));
             let ((i0, i1), (j0, j1)) = (span(bi), span(bj));
-            let a = fm.rows(i0, i1).cols(p0, p1);
-            let b = ft.rows(p0, p1).cols(j0, j1);
-            gemm_into(T::one(), a, b, T::zero(), part, j1 - j0);
+            let ld = j1 - j0;
+            if !gram_kernel::gram_block(f, n, (i0, i1), (j0, j1), (p0, p1), part, ld) {
+                let a = fm.rows(i0, i1).cols(p0, p1);
+                let b = ft.rows(p0, p1).cols(j0, j1);
+                gemm_into(T::one(), a, b, T::zero(), part, ld);
+            }
         });
     for p in 0..pairs {
         let (bi, bj) = pair(p);
@@ -1010,6 +1014,39 @@ mod tests {
                     let want: f64 =
                         (0..n).map(|p| f[i * n + p] * f[j * n + p]).sum::<f64>() / n as f64;
                     assert!((g[i * c + j] - want).abs() < 1e-12, "{c} {n}");
+                }
+            }
+        }
+    }
+
+    /// The f32 Gram (the row-dot kernel where the CPU has one) against the f64 definition:
+    /// diagonal and off-diagonal blocks, channel counts that leave partial tiles and blocks,
+    /// pixel counts that leave partial vectors, runs and chunks; and exactly symmetric.
+    #[test]
+    fn f32_gram_matches_f64_definition_and_is_symmetric() {
+        for (c, n) in [
+            (1, 5),
+            (3, 20_000),
+            (7, 1_037),
+            (64, 9_000),
+            (70, 2_049),
+            (130, 100),
+        ] {
+            let f = noise(c * n, 4);
+            let f32s: Vec<f32> = f.iter().map(|&x| x as f32).collect();
+            let g = gram(&f32s, c, n);
+            for i in 0..c {
+                for j in 0..c {
+                    let want: f64 = (0..n)
+                        .map(|p| f64::from(f32s[i * n + p]) * f64::from(f32s[j * n + p]))
+                        .sum::<f64>()
+                        / n as f64;
+                    let got = f64::from(g[i * c + j]);
+                    assert!(
+                        (got - want).abs() < 2e-6,
+                        "{c} {n} ({i}, {j}): {got} vs {want}"
+                    );
+                    assert_eq!(g[i * c + j], g[j * c + i], "{c} {n} not symmetric");
                 }
             }
         }

@@ -180,7 +180,7 @@ pub fn conv3x3_then<T: Real>(
     match winograd_tile(cin, cout, h, w, false) {
         Some(tile) => {
             let buf = std::mem::take(&mut ws.kernel);
-            let kernel = WinogradKernel::with_tile_in(weights, cout, cin, tile, buf, &ws.tasks);
+            let kernel = WinogradKernel::with_tile_in(weights, cout, cin, tile, buf);
             conv3x3_winograd_then(input, cin, h, w, &kernel, bias, relu, out, &ws.tasks);
             ws.kernel = kernel.into_buffer();
         }
@@ -216,7 +216,7 @@ pub fn conv3x3_input_grad<T: Real>(
     match winograd_tile(cout, cin, h, w, false) {
         Some(tile) => {
             let buf = std::mem::take(&mut ws.kernel);
-            let kernel = WinogradKernel::input_grad_in(weights, cout, cin, tile, buf, &ws.tasks);
+            let kernel = WinogradKernel::input_grad_in(weights, cout, cin, tile, buf);
             conv3x3_winograd(grad_out, cout, h, w, &kernel, None, grad_in, &ws.tasks);
             ws.kernel = kernel.into_buffer();
         }

@@ -5,6 +5,7 @@
 pub mod col2im;
 pub mod conv;
 mod lanes;
+pub mod panel;
 pub mod pool;
 pub mod relu;
 pub mod scratch;
@@ -15,9 +16,7 @@ pub use conv::{conv3x3, conv3x3_input_grad, conv3x3_then, rotate_kernel, Conv3x3
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward, relu_backward_masked, relu_mask};
 pub use scratch::{ConvScratch, Scratch};
-pub use winograd::{
-    conv3x3_winograd, conv3x3_winograd_backward, conv3x3_winograd_then, Tile, WinogradKernel,
-};
+pub use winograd::{conv3x3_winograd, conv3x3_winograd_then, Tile, WinogradKernel};
 
 /// Raw pointer that rayon tasks may share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]

@@ -20,7 +20,9 @@
 //! tiles)`, with `U = G g G^T` the transformed kernel ([`WinogradKernel`], computed once per
 //! weight bank) and `V = B^T d B` the transformed input. Per output pixel and (cin, cout) pair
 //! the GEMMs do `a^2 / m^2` multiplies: 4 for F(2x2, 3x3), 2.25 for F(4x4, 3x3), against 9 for
-//! the direct or im2col convolution.
+//! the direct or im2col convolution. The products run on `ops::panel`'s micro-kernels: the
+//! kernel transform writes `U` in their panel layout and the input transform writes `V` in the
+//! row-major layout they read, so nothing is packed per product.
 //!
 //! Parallelism and reproducibility: the work is split into a fixed grid of tasks, bands of
 //! consecutive tiles x chunks of output channels, that depends only on the layer shape. Each task
@@ -30,9 +32,8 @@
 //! computed by the same instructions whatever the thread count (bitwise reproducible results).
 //!
 //! The input gradient (the same convolution with the kernel rotated by 180 degrees and its
-//! channel axes swapped) takes either its own kernel, transformed straight from the forward
-//! weights read in rotated order (`WinogradKernel::input_grad_in`, what the engine uses), or,
-//! for F(2x2, 3x3), `conv3x3_winograd_backward`, which reads the forward kernel in place.
+//! channel axes swapped) takes its own kernel, transformed straight from the forward weights
+//! read in rotated order (`WinogradKernel::input_grad_in`).
 //!
 //! The transforms are separable passes over rows (`B^T` down the columns of a tile row's input
 //! rows, then `B` along the rows at a stride of `m`; `A` along rows, then `A^T` down columns),
@@ -49,10 +50,11 @@
 //! which layers use which.
 
 use super::lanes::{Arith, Lanes, LANES};
+use super::panel::{panel_product, PANEL};
 use super::scratch::{split, split_len, Scratch};
 use super::simd::{prefetch, widest};
 use super::SharedMut;
-use crate::gemm::{gemm_into, MatRef, Real};
+use crate::gemm::Real;
 use rayon::prelude::*;
 use std::array::from_fn;
 
@@ -222,36 +224,22 @@ impl<T: Real> WinogradKernel<T> {
     /// Transforms OIHW `weights` (`cout x cin x 3 x 3`) for `tile`, in parallel over output
     /// channels.
     pub fn with_tile(weights: &[T], cout: usize, cin: usize, tile: Tile) -> Self {
-        Self::with_tile_in(weights, cout, cin, tile, Vec::new(), &Scratch::new())
+        Self::with_tile_in(weights, cout, cin, tile, Vec::new())
     }
 
     /// `with_tile`, storing the transform in `buf` (grown if too small; `into_buffer` gives it
-    /// back) and taking the tasks' scratch from `scratch`: a network transforming its kernels on
-    /// every pass reuses one buffer and allocates nothing.
-    pub fn with_tile_in(
-        weights: &[T],
-        cout: usize,
-        cin: usize,
-        tile: Tile,
-        buf: Vec<T>,
-        scratch: &Scratch<T>,
-    ) -> Self {
-        Self::transform(weights, cout, cin, tile, false, buf, scratch)
+    /// back): a network transforming its kernels on every pass reuses one buffer and allocates
+    /// nothing.
+    pub fn with_tile_in(weights: &[T], cout: usize, cin: usize, tile: Tile, buf: Vec<T>) -> Self {
+        Self::transform(weights, cout, cin, tile, false, buf)
     }
 
     /// The kernel of the input-gradient convolution of the OIHW bank `weights` (`cout x cin x
     /// 3 x 3`): the transform of `conv::rotate_kernel(weights)` (`cin` outputs from `cout`
     /// inputs), read straight from `weights`, so no rotated copy is ever stored. Buffers as in
     /// `with_tile_in`.
-    pub fn input_grad_in(
-        weights: &[T],
-        cout: usize,
-        cin: usize,
-        tile: Tile,
-        buf: Vec<T>,
-        scratch: &Scratch<T>,
-    ) -> Self {
-        Self::transform(weights, cin, cout, tile, true, buf, scratch)
+    pub fn input_grad_in(weights: &[T], cout: usize, cin: usize, tile: Tile, buf: Vec<T>) -> Self {
+        Self::transform(weights, cin, cout, tile, true, buf)
     }
 
     /// The transform of a `cout x cin` bank: `weights` itself, or (`rotated`) the rotated,
@@ -263,7 +251,6 @@ impl<T: Real> WinogradKernel<T> {
         tile: Tile,
         rotated: bool,
         mut buf: Vec<T>,
-        scratch: &Scratch<T>,
     ) -> Self {
         assert_eq!(weights.len(), cout * cin * 9, "winograd weights");
         let src = Source {
@@ -273,8 +260,8 @@ impl<T: Real> WinogradKernel<T> {
             rotated,
         };
         match tile {
-            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(src, &mut buf, scratch),
-            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(src, &mut buf, scratch),
+            Tile::F2x2 => transform_kernel::<T, 2, 4, F2>(src, &mut buf),
+            Tile::F4x4 => transform_kernel::<T, 4, 6, F4>(src, &mut buf),
         }
         WinogradKernel {
             tile,
@@ -336,69 +323,88 @@ impl<T: Copy> Source<'_, T> {
     }
 }
 
-/// `U = G g G^T` for every kernel of the bank, into `u` as `A * A` padded planes of
-/// `cout x cin` (the pads between planes are never read).
+/// `U = G g G^T` for every kernel of the bank, into `u` as `A * A` padded planes of `cout x
+/// cin` matrices in the panel layout of `ops::panel` (rows past `cout` in the last panel are
+/// zeros; the pads between planes are never read). One task per panel; the kernels of its
+/// `PANEL` output channels are transformed side by side for one input channel at a time, which
+/// gives each plane its `PANEL` values of that channel as one contiguous run.
 fn transform_kernel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     src: Source<'_, T>,
     u: &mut Vec<T>,
-    scratch: &Scratch<T>,
 ) {
     let (cout, cin) = (src.cout, src.cin);
-    let stride = padded(cout * cin);
+    let stride = padded(panel_rows(cout) * cin);
     u.resize(A * A * stride, T::zero());
     let u_ptr = SharedMut(u.as_mut_ptr());
-    // Local rows of `cin` values, a padded `rs` apart (see `padded`).
-    let rs = padded(cin);
-    (0..cout).into_par_iter().for_each(|co| {
-        scratch.with(A * A * rs, |rows| {
-            // rows[xi * rs + ci] = U[xi][co][ci], then one contiguous copy per plane. The
-            // kernels of LANES input channels are transformed side by side.
-            for c0 in (0..cin).step_by(LANES) {
-                let len = LANES.min(cin - c0);
-                let mut gl = [[T::zero(); LANES]; 9];
-                for l in 0..len {
-                    for (k, gk) in gl.iter_mut().enumerate() {
-                        gk[l] = src.at(co, c0 + l, k);
-                    }
-                }
-                // q = G g (A x 3, by columns of g), then u = q G^T (by rows of q).
-                let mut q = [[[T::zero(); LANES]; 3]; A];
-                for j in 0..3 {
-                    for l in 0..LANES {
-                        let col = V::g([gl[j][l], gl[3 + j][l], gl[6 + j][l]]);
-                        for (qi, &v) in q.iter_mut().zip(&col) {
-                            qi[j][l] = v;
-                        }
-                    }
-                }
-                for (i, qi) in q.iter().enumerate() {
-                    let mut r = [[T::zero(); LANES]; A];
-                    for l in 0..LANES {
-                        let row = V::g([qi[0][l], qi[1][l], qi[2][l]]);
-                        for (rj, &v) in r.iter_mut().zip(&row) {
-                            rj[l] = v;
-                        }
-                    }
-                    for (j, rj) in r.iter().enumerate() {
-                        rows[(i * A + j) * rs + c0..][..len].copy_from_slice(&rj[..len]);
-                    }
-                }
-            }
-            for (xi, row) in rows.chunks_exact(rs).enumerate() {
-                // SAFETY: the destination, elements `xi * stride + co * cin ..+ cin`, lies
-                // inside `u` (`xi < A * A`, `co < cout`, `cout * cin <= stride`); the task for
-                // `co` is the only one writing row `co` of any plane, so writes never overlap,
-                // and `u` is exclusively borrowed and otherwise unused until the loop ends.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        row.as_ptr(),
-                        u_ptr.ptr().add(xi * stride + co * cin),
-                        cin,
-                    )
-                };
-            }
-        })
+    (0..cout.div_ceil(PANEL)).into_par_iter().for_each(|q| {
+        widest(
+            #[inline(always)]
+            || transform_panel::<T, M, A, V>(src, q, u_ptr, stride),
+        )
     });
+}
+
+/// The panel `q` of every plane of `transform_kernel`'s `u` (at `u_ptr`, planes `stride`
+/// apart), which the caller lets this call alone write.
+#[inline(always)]
+fn transform_panel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    src: Source<'_, T>,
+    q: usize,
+    u_ptr: SharedMut<T>,
+    stride: usize,
+) {
+    let (cout, cin) = (src.cout, src.cin);
+    let rows = PANEL.min(cout - q * PANEL);
+    {
+        for ci in 0..cin {
+            let mut g = [[T::zero(); PANEL]; 9];
+            for (r, co) in (q * PANEL..q * PANEL + rows).enumerate() {
+                for (k, gk) in g.iter_mut().enumerate() {
+                    gk[r] = src.at(co, ci, k);
+                }
+            }
+            // t = G g (A x 3, by columns of g), then U = t G^T (by rows of t).
+            let mut t = [[[T::zero(); PANEL]; 3]; A];
+            for j in 0..3 {
+                for r in 0..PANEL {
+                    let col = V::g([g[j][r], g[3 + j][r], g[6 + j][r]]);
+                    for (ti, &v) in t.iter_mut().zip(&col) {
+                        ti[j][r] = v;
+                    }
+                }
+            }
+            for (i, ti) in t.iter().enumerate() {
+                let mut out = [[T::zero(); PANEL]; A];
+                for r in 0..PANEL {
+                    let row = V::g([ti[0][r], ti[1][r], ti[2][r]]);
+                    for (o, &v) in out.iter_mut().zip(&row) {
+                        o[r] = v;
+                    }
+                }
+                for (j, o) in out.iter().enumerate() {
+                    // SAFETY: elements `(i A + j) stride + (q cin + ci) PANEL ..+ PANEL` lie in
+                    // `u` (`i A + j < A * A`, `(q + 1) PANEL <= panel_rows(cout)`, `ci <
+                    // cin`); only the task for panel `q` writes its panels, so writes never
+                    // overlap, and `u` is exclusively borrowed and otherwise unused until
+                    // `transform_kernel` ends.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            o.as_ptr(),
+                            u_ptr
+                                .ptr()
+                                .add((i * A + j) * stride + (q * cin + ci) * PANEL),
+                            PANEL,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Rows of a `rows`-row matrix in the panel layout, the last panel's padding included.
+fn panel_rows(rows: usize) -> usize {
+    rows.div_ceil(PANEL) * PANEL
 }
 
 /// The tile rows met by tiles `t0..t1` (row-major over a grid `tw` tiles wide), each as
@@ -515,9 +521,36 @@ fn map_gather<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     }
 }
 
+/// Where a transform writes the transformed input: position `xi` of tile `t0 + rel` of
+/// channel `ci` at `ptr + xi * plane + ci * ld + rel` (`t0` being the first tile of the call).
+#[derive(Clone, Copy)]
+struct VRows<T> {
+    ptr: *mut T,
+    plane: usize,
+    ld: usize,
+}
+
+impl<T> VRows<T> {
+    /// `len` values of row `ci` of plane `xi` from column `rel`.
+    ///
+    /// # Safety
+    /// They must be valid for writes and touched by no one else while the slice lives.
+    #[inline(always)]
+    unsafe fn row<'a>(self, xi: usize, ci: usize, rel: usize, len: usize) -> &'a mut [T] {
+        // SAFETY: forwarded contract.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.add(xi * self.plane + ci * self.ld + rel), len)
+        }
+    }
+}
+
 /// Transforms the input patches of tiles `t0..t1` of all `cin` channels:
-/// `v[xi * vstride + ci * n + (t - t0)] = (B^T d B)[xi]` for tile `t` of channel `ci`,
-/// `n = t1 - t0`. Scratch: `e`, `A` rows of `M * (ceil(w/M) + 1)`; `zeros`, `w` zeros.
+/// `(B^T d B)[xi]` of tile `t` of channel `ci` into `v` at `(xi, ci, t - t0)`. Scratch: `e`,
+/// `A` rows of `M * (ceil(w/M) + 1)`; `zeros`, `w` zeros.
+///
+/// # Safety
+/// `v`'s rows `(xi, ci)` for every `xi < A * A`, `ci < cin`, columns `0..t1 - t0`, must be
+/// valid for writes and touched by no one else during the call.
 ///
 /// One tile row at a time: `B^T` down the columns of its `A` input rows (zero rows above and
 /// below the image) into the rows of `e`, indexed by padded column `x' = x + 1` (zero columns
@@ -525,19 +558,17 @@ fn map_gather<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
 /// `M tx .. M tx + A`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+unsafe fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     input: &[T],
     cin: usize,
     h: usize,
     w: usize,
-    t0: usize,
-    t1: usize,
-    v: &mut [T],
-    vstride: usize,
+    (t0, t1): (usize, usize),
+    v: VRows<T>,
     e: &mut [T],
     zeros: &[T],
 ) {
-    let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
+    let (hw, tw) = (h * w, w.div_ceil(M));
     let pw = M * (tw + 1);
     for ci in 0..cin {
         let plane = &input[ci * hw..][..hw];
@@ -574,11 +605,11 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             let mut cols = erows.iter_mut().map(|ek| &mut ek[va..vb]);
             let mut cols: [&mut [T]; A] = from_fn(|_| cols.next().unwrap());
             map_columns(&src, &mut cols, vb - va, V::bt);
-            let at = ci * n + rel;
-            let mut planes = v.chunks_mut(vstride);
-            for ek in &erows {
-                let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
-                let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
+            for (i, ek) in erows.iter().enumerate() {
+                // SAFETY: the caller vouches for these rows (see `VRows`); `xi = A i + j`
+                // differ, so the slices are disjoint.
+                let mut outs: [&mut [T]; A] =
+                    from_fn(|j| unsafe { v.row(i * A + j, ci, rel, len) });
                 map_windows::<T, M, A, V>(&ek[xa..xb], &mut outs, len);
             }
         }
@@ -679,7 +710,8 @@ fn tiling(band_tiles: usize, cout: usize, ntiles: usize) -> (usize, usize) {
     let chunks = MIN_TASKS
         .div_ceil(nbands)
         .clamp(1, (cout / MIN_CHUNK_ROWS).max(1));
-    (band, cout.div_ceil(chunks))
+    // Whole panels of the kernel per chunk (see `ops::panel`).
+    (band, panel_rows(cout.div_ceil(chunks)))
 }
 
 /// `out = conv3x3(input, g) + bias` with `kernel` the Winograd transform of `g`; shapes as in
@@ -712,92 +744,39 @@ pub fn conv3x3_winograd_then<T: Real>(
     scratch: &Scratch<T>,
 ) {
     assert_eq!(kernel.cin, cin, "winograd kernel input channels");
-    let bank = kernel.bank(false);
+    let bank = kernel.bank();
     match kernel.tile {
         Tile::F2x2 => run::<T, 2, 4, F2>(input, h, w, bank, bias, relu, out, scratch),
         Tile::F4x4 => run::<T, 4, 6, F4>(input, h, w, bank, bias, relu, out, scratch),
     }
 }
 
-/// The input gradient of the convolution by `g`, given the output gradient `grad_out`
-/// (`cout x h x w`) and `kernel`, the F(2x2, 3x3) transform of `g` (`cout x cin`): `grad_in`
-/// (`cin x h x w`) equals `conv3x3_winograd` with the transform of `rotate_kernel(g)`, but reads
-/// `kernel` in place, so one transformed kernel serves both passes (half the memory). The GEMMs
-/// then read its matrices transposed, which costs up to 20-40% on 512-channel layers; a second
-/// kernel built from the rotated weights (as `ops::conv::Conv3x3` does) is the faster choice.
-///
-/// Why it works: rotating g by 180 degrees is `J g J` (J the 3x3 exchange matrix) and, for
-/// F(2x2, 3x3), `G J = P G` with P the 4x4 permutation swapping 0 and 3, so the transform of the
-/// rotated kernel is `P U P^T`: position (i, j) holds U's (p(i), p(j)); swapping the channel axes
-/// transposes each matrix. F(4x4, 3x3)'s points (0, +-1, +-2) are not closed under inversion, so
-/// it has no such identity.
-pub fn conv3x3_winograd_backward<T: Real>(
-    grad_out: &[T],
-    h: usize,
-    w: usize,
-    kernel: &WinogradKernel<T>,
-    grad_in: &mut [T],
-    scratch: &Scratch<T>,
-) {
-    assert_eq!(
-        kernel.tile,
-        Tile::F2x2,
-        "in-place input gradient needs F(2x2, 3x3)"
-    );
-    run::<T, 2, 4, F2>(
-        grad_out,
-        h,
-        w,
-        kernel.bank(true),
-        None,
-        false,
-        grad_in,
-        scratch,
-    );
-}
-
 impl<T> WinogradKernel<T> {
-    /// The kernel as the GEMMs read it, for the forward or the input-gradient convolution.
-    fn bank(&self, backward: bool) -> Bank<'_, T> {
-        let (cout, cin) = if backward {
-            (self.cin, self.cout)
-        } else {
-            (self.cout, self.cin)
-        };
+    /// The kernel as the products read it.
+    fn bank(&self) -> Bank<'_, T> {
         Bank {
             u: &self.u,
-            stride: padded(self.cout * self.cin),
-            cout,
-            cin,
-            backward,
+            stride: padded(panel_rows(self.cout) * self.cin),
+            cout: self.cout,
+            cin: self.cin,
         }
     }
 }
 
-/// A transformed kernel as the left-hand operands of the GEMMs: the `cout x cin` matrices of
-/// the convolution being computed, which for the input gradient (`backward`, F(2x2, 3x3) only)
-/// are the transposes of the stored ones at the rotated positions.
+/// A transformed kernel as the left-hand operands of the products: `A * A` matrices of `cout
+/// x cin` in the panel layout of `ops::panel`.
 struct Bank<'a, T> {
     u: &'a [T],
     stride: usize,
     cout: usize,
     cin: usize,
-    backward: bool,
 }
 
 impl<'a, T: Real> Bank<'a, T> {
-    /// The `cout x cin` matrix of position `xi`.
-    fn matrix(&self, xi: usize) -> MatRef<'a, T> {
-        let size = self.cout * self.cin;
-        if self.backward {
-            // Position (i, j) of the rotated F(2x2) transform is U's (p(i), p(j)), p swapping 0
-            // and 3 (see `conv3x3_winograd_backward`).
-            let p = |i: usize| if i.is_multiple_of(3) { 3 - i } else { i };
-            let plane = &self.u[(p(xi / 4) * 4 + p(xi % 4)) * self.stride..][..size];
-            MatRef::t(plane, self.cout, self.cin)
-        } else {
-            MatRef::new(&self.u[xi * self.stride..][..size], self.cout, self.cin)
-        }
+    /// Rows `m0..m1` of the matrix of position `xi` (`m0` a multiple of `PANEL`), as panels.
+    fn panels(&self, xi: usize, m0: usize, m1: usize) -> &'a [T] {
+        debug_assert!(m0.is_multiple_of(PANEL) && m1 <= self.cout);
+        &self.u[xi * self.stride + m0 * self.cin..][..panel_rows(m1 - m0) * self.cin]
     }
 }
 
@@ -841,16 +820,24 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             let (vstride, mstride) = (padded(cin * n), padded(mn * n));
 
             let v = &mut v[..nxi * vstride];
+            let rows_v = VRows {
+                ptr: v.as_mut_ptr(),
+                plane: vstride,
+                ld: n,
+            };
+            // SAFETY: `v` is this task's own scratch, `A * A` planes of `cin x n` rows.
             widest(
                 #[inline(always)]
-                || transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros),
+                || unsafe {
+                    transform_input::<T, M, A, V>(input, cin, h, w, (t0, t1), rows_v, rows, zeros)
+                },
             );
 
             // M[xi] = U[xi] (rows m0..m1) V[xi], mn x n.
             for xi in 0..nxi {
-                let vx = MatRef::new(&v[xi * vstride..][..cin * n], cin, n);
+                let vx = &v[xi * vstride..][..cin * n];
                 let mx = &mut m[xi * mstride..][..mn * n];
-                gemm_into(T::one(), bank.matrix(xi).rows(m0, m1), vx, T::zero(), mx, n);
+                panel_product(bank.panels(xi, m0, m1), mn, cin, vx, n, n, mx, n);
             }
 
             let (m, bias) = (&m[..nxi * mstride], bias.map(|b| &b[m0..m1]));
@@ -937,7 +924,7 @@ mod tests {
         let wt = noise(cout * cin * 9, 11);
         for (tile, gm) in [(Tile::F2x2, &g2[..]), (Tile::F4x4, &g4[..])] {
             let k = WinogradKernel::with_tile(&wt, cout, cin, tile);
-            let (a, stride) = (gm.len(), padded(cout * cin));
+            let (a, stride) = (gm.len(), padded(panel_rows(cout) * cin));
             assert_eq!(k.u.len(), a * a * stride);
             for (co, ci) in (0..cout).flat_map(|co| (0..cin).map(move |ci| (co, ci))) {
                 let g = &wt[(co * cin + ci) * 9..][..9];
@@ -949,7 +936,8 @@ mod tests {
                                 want += gm[i][p] * g[p * 3 + q] * gm[j][q];
                             }
                         }
-                        let got = k.u[(i * a + j) * stride + co * cin + ci];
+                        let got = k.bank().panels(i * a + j, 0, cout)
+                            [(co / PANEL) * PANEL * cin + ci * PANEL + co % PANEL];
                         assert!((got - want).abs() < 1e-15, "{tile:?} {i} {j}");
                     }
                 }
@@ -987,15 +975,17 @@ mod tests {
                     let err = max_rel_err(&o, &want);
                     assert!(err < 1e-12, "{tile:?} {cin} {cout} {h} {w}: {err:e}");
                 }
-                if tile == Tile::F2x2 {
-                    // The input-gradient convolution read from the same kernel.
-                    let gout = noise(cout * h * w, seed + 4);
-                    let mut gin = vec![f64::NAN; cin * h * w];
-                    conv3x3_winograd_backward(&gout, h, w, &k, &mut gin, &Scratch::new());
-                    let rot = rotate_kernel(&wt, cout, cin);
-                    let err = max_rel_err(&gin, &naive(&gout, cout, h, w, &rot, cin, None));
-                    assert!(err < 1e-12, "backward {cin} {cout} {h} {w}: {err:e}");
-                }
+                // The input-gradient convolution, its kernel read from the forward weights.
+                let gout = noise(cout * h * w, seed + 4);
+                let mut gin = vec![f64::NAN; cin * h * w];
+                let kg = WinogradKernel::input_grad_in(&wt, cout, cin, tile, Vec::new());
+                conv3x3_winograd(&gout, cout, h, w, &kg, None, &mut gin, &Scratch::new());
+                let rot = rotate_kernel(&wt, cout, cin);
+                let err = max_rel_err(&gin, &naive(&gout, cout, h, w, &rot, cin, None));
+                assert!(
+                    err < 1e-12,
+                    "{tile:?} backward {cin} {cout} {h} {w}: {err:e}"
+                );
             }
         }
     }
