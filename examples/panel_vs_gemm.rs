@@ -1,7 +1,8 @@
 //! The products of every Winograd layer at one image size, with the code's task grid: the
 //! `gemm` crate on a row-major kernel bank against `ops::panel` on the panel-laid bank,
 //! alternating, min of runs (2 threads). Run:
-//! `cargo run --release --example panel_vs_gemm -- 512 7` (size, runs).
+//! `cargo run --release --example panel_vs_gemm -- 512 7 [32]` (size, runs, tiles per band
+//! over 128 input channels).
 use neural_style::gemm::{gemm_into, MatRef};
 use neural_style::ops::conv::winograd_tile;
 use neural_style::ops::panel::{panel_product, PANEL};
@@ -32,6 +33,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let size: usize = args.get(1).map_or(512, |s| s.parse().unwrap());
     let runs: usize = args.get(2).map_or(7, |s| s.parse().unwrap());
+    // Optional: tiles per band for layers over 128 input channels (the code's F(4x4) choice: 32).
+    let wide_band: usize = args.get(3).map_or(32, |s| s.parse().unwrap());
     rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build_global()
@@ -63,7 +66,7 @@ fn main() {
             let band_tiles = if tile == Tile::F2x2 || cin <= 128 {
                 64
             } else {
-                32
+                wide_band
             };
             let nbands = ntiles.div_ceil(band_tiles).max(1);
             let band = ntiles.div_ceil(nbands);

@@ -149,11 +149,15 @@ mod x86 {
         ldc: usize,
     ) {
         let (a, b, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        for j0 in (0..n).step_by(32) {
-            let cols = (n - j0).min(32);
-            let (m0, m1) = (lanes16(cols), lanes16(cols.saturating_sub(16)));
-            for q in 0..rows.div_ceil(PANEL) {
-                let ap = a.add(q * PANEL * k);
+        // Panels outside: a panel streamed from memory is read once, and stays in L1 for the
+        // column blocks after the first. (Runs of 256 steps, to keep a 512-row block of `b`
+        // in L1, measured 1.4x slower at conv4_2: the panels then stream in broken runs.)
+        for q in 0..rows.div_ceil(PANEL) {
+            let ap = a.add(q * PANEL * k);
+            let valid = PANEL.min(rows - q * PANEL);
+            for j0 in (0..n).step_by(32) {
+                let cols = (n - j0).min(32);
+                let (m0, m1) = (lanes16(cols), lanes16(cols.saturating_sub(16)));
                 let mut acc = [[_mm512_setzero_ps(); 2]; PANEL];
                 for p in 0..k {
                     // SAFETY: row `p` of `b`, columns `j0..j0 + cols` (`k x n` checked by the
@@ -173,7 +177,6 @@ mod x86 {
                         acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
                     }
                 }
-                let valid = PANEL.min(rows - q * PANEL);
                 for (r, acc) in acc.iter().enumerate().take(valid) {
                     // SAFETY: row `q PANEL + r < rows` of `c`, columns `j0..j0 + cols`, and
                     // only unmasked lanes are written.
