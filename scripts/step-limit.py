@@ -18,7 +18,8 @@ source as read for this script (keep them in step if the code changes):
 - conv1_1 backward (cin = 3 < 16) is `ops::col2im`: one GEMM dcol = W^T dY, (9 cin) x cout x
   columns, over fixed bands of rows that each recompute a one-row halo, then a gather.
 - Gram (src/loss/mod.rs `gram_scaled_into`): only the 64 x 64 blocks on and above the diagonal
-  are multiplied (c = 64: all of it; 512: 36 of 64 blocks); the style gradient (G - T) F is a
+  are multiplied, and of a diagonal block only its 4 x 4 tiles on and above its diagonal
+  (c = 64: 136 of 256 tiles); the style gradient (G - T) F is a
   full c x c x n product (`par_gemm`).
 
 `--peak GFLOPS` (e.g. from `cargo run --release --example peak_fma -- --threads 2`) gives the
@@ -72,7 +73,7 @@ def wino_mults(m, h, w):
 def winograd_tile(cin, cout, h, w, kernel_cached):
     """ops::conv::winograd_tile: 2 (F(2x2)), 4 (F(4x4)) or None (im2col)."""
     pixels = h * w
-    min_pixels = 64 if kernel_cached else 512
+    min_pixels = 64 if kernel_cached else 256
     f2 = wino_mults(2, h, w)
     if cin < WINOGRAD_MIN_CIN or pixels < min_pixels or 3 * f2 > 2 * 9 * pixels:
         return None
@@ -126,10 +127,17 @@ def col2im_gemm(cin, cout, h, w):
 
 
 def gram_fmas(c, n):
-    """Upper-triangle blocks of G = F F^T."""
+    """Blocks of G = F F^T on and above the diagonal; a diagonal block multiplies only its
+    4 x 4 tiles on and above its own diagonal (the AVX-512 row-dot kernel of
+    src/loss/gram_kernel.rs; elsewhere a GEMM multiplies the whole diagonal block)."""
     nb = cdiv(c, GRAM_BLOCK)
     span = [min((b + 1) * GRAM_BLOCK, c) - b * GRAM_BLOCK for b in range(nb)]
-    return sum(span[i] * span[j] * n for i in range(nb) for j in range(i, nb))
+    total = 0
+    for i in range(nb):
+        t = cdiv(span[i], 4)
+        total += t * (t + 1) // 2 * 16 * n
+        total += sum(span[i] * span[j] * n for j in range(i + 1, nb))
+    return total
 
 
 def count(h, w, kernel_cached=False):

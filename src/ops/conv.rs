@@ -97,12 +97,14 @@ const WINOGRAD_MIN_CIN: usize = 16;
 ///   conv1_1 forward, 3 -> 64 at 256 x 256: 4.5 / 6.8 / 5.5. (8 -> 8 at 64 x 64 is 0.15 /
 ///   0.15 / 0.09, 16 -> 16 0.51 / 0.29 / 0.19.) Few *output* channels do not hurt: 64 -> 3 at
 ///   256 x 256 is 9.6 / 6.3 / 4.7.
-/// - im2col below 64 pixels, or 512 when the kernel is transformed on the call (about 1 ns per
-///   transformed value for F(2x2): 5 ms for 512 x 512 channels; F(4x4) is 2.25x larger, and
-///   4x slower at 512 x 512 into a fresh buffer, whose 38 MB are page faults; `ConvScratch`
-///   reuses one). With few pixels all paths are bound by reading the weights, which Winograd
-///   makes 16/9 or 4 times larger: 512 -> 512 at 4 x 4 is 1.7 / 2.8 / 2.4, at 8 x 8 3.4 / 3.2 /
-///   6.1, at 16 x 16 11.4 / 6.0 / 7.2.
+/// - im2col below 64 pixels, or 256 when the kernel is transformed on the call. With few
+///   pixels all paths are bound by reading the weights, which Winograd makes 16/9 or 4 times
+///   larger: 512 -> 512 at 4 x 4 is 1.7 / 2.8 / 2.4, at 8 x 8 3.4 / 3.2 / 6.1, at 16 x 16 11.4
+///   / 6.0 / 7.2. The transform on the call (into `ConvScratch`'s reused buffer; a fresh one
+///   costs its page faults) writes each plane's panels as contiguous runs: F(2x2) of 512 x 512
+///   channels in under a millisecond, F(4x4) 2.3 ms (session 13, AMD EPYC with AVX-512); with
+///   it conv5_1 at 16 x 16 (a 256 px image) takes 3.1 ms forward and 3.5 backward on F(2x2)
+///   against 4.5 and 5.2 on im2col (whole-step `--profile`, 20 steps, two runs each).
 /// - im2col when F(2x2)'s tiles are mostly padding (it would not save a third of the
 ///   multiplies): images 1 pixel high or wide.
 /// - F(4x4) from 1024 pixels when neither channel count exceeds 256 and the kernel is kept, from
@@ -125,7 +127,7 @@ pub fn winograd_tile(
     kernel_cached: bool,
 ) -> Option<Tile> {
     let pixels = h * w;
-    let min_pixels = if kernel_cached { 64 } else { 512 };
+    let min_pixels = if kernel_cached { 64 } else { 256 };
     let f2 = Tile::F2x2.multiplies(h, w);
     if cin < WINOGRAD_MIN_CIN || pixels < min_pixels || 3 * f2 > 2 * 9 * pixels {
         return None;
@@ -594,7 +596,8 @@ mod tests {
             (16, 8, 9, 9, false, None),
             (16, 8, 17, 16, true, Some(Tile::F2x2)),
             (16, 8, 33, 32, true, Some(Tile::F4x4)),
-            (32, 33, 17, 16, false, None),
+            (32, 33, 15, 16, false, None),
+            (32, 33, 17, 16, false, Some(Tile::F2x2)),
             (16, 8, 23, 23, false, Some(Tile::F2x2)),
             (32, 32, 2, 300, true, Some(Tile::F2x2)),
         ];
