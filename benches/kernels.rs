@@ -24,7 +24,11 @@
 //!   `rotate_kernel` weights with cin and cout swapped and, for
 //!   conv1_1 (3 input channels), `col2im` (`ops::col2im::conv3x3_input_grad_col2im`, GEMM + gather). Same FLOPs
 //!   as forward; for the rotated-kernel paths M is the layer's cin (3 for conv1_1).
-//! - `gram/<tap>`: `loss::gram` (F F^T / HW) on each style tap at 512.
+//! - `gram/<tap>`: `loss::gram` (F F^T / HW) on each style tap at 512 (the row-dot kernel of
+//!   `loss::gram_kernel` on AVX-512 CPUs).
+//! - `winograd_product_1t/<layer>/<shape>/{panel,gemm}`: one product of a Winograd band (cout x
+//!   cin times cin x tiles-per-band), single-threaded, by `ops::panel::panel_product` on a
+//!   panel-laid bank and by the `gemm` crate on a row-major one.
 //! - `style_loss/<tap>`: `loss::style_loss`, i.e. the Gram matrix plus the gradient product
 //!   (G - T) F.
 //!
@@ -55,6 +59,7 @@ use neural_style::gemm::{gemm, par_gemm, MatRef};
 use neural_style::loss::{gram_into, style_loss, LossScratch};
 use neural_style::ops::col2im::conv3x3_input_grad_col2im;
 use neural_style::ops::conv::conv3x3_im2col;
+use neural_style::ops::panel::{panel_product, PANEL};
 use neural_style::ops::{
     conv3x3, conv3x3_input_grad, conv3x3_then, conv3x3_winograd, relu, rotate_kernel, Conv3x3,
     ConvScratch, Scratch, Tile, WinogradKernel,
@@ -271,7 +276,6 @@ fn bench_conv(c: &mut Criterion) {
         let rot = rotate_kernel(&wt, cout, cin);
         // The input gradient as a layer of its own: the rotated kernel, channels swapped.
         let layer = Conv3x3::new(rot.clone(), cin, cout);
-        let f2 = WinogradKernel::with_tile(&wt, cout, cin, Tile::F2x2);
         let mut gin = vec![0.0f32; cin * h * w];
         let mut ws = ConvScratch::default();
         let tasks = Scratch::new();
@@ -364,5 +368,38 @@ fn bench_gram(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_sgemm, bench_conv, bench_gram);
+/// One Winograd band's product at each layer's shape, single-threaded: `ops::panel` (the
+/// engine's) against the `gemm` crate on a row-major bank.
+fn bench_panel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("winograd_product_1t");
+    configure(&mut g);
+    for name in GEMM_LAYERS {
+        let (cin, cout, _) = conv_shape(name);
+        // Tiles per band as `ops::winograd` takes them for F(4x4).
+        let n = if cin <= 128 { 64 } else { 32 };
+        let a = noise(cout * cin, 13);
+        let panels = noise(cout.div_ceil(PANEL) * PANEL * cin, 13);
+        let b = noise(cin * n, 14);
+        let mut out = vec![0.0f32; cout * n];
+        g.throughput(Throughput::Elements((2 * cout * cin * n) as u64));
+        let shape = format!("{cout}x{cin}x{n}");
+        g.bench_function(BenchmarkId::new(name, format!("{shape}/panel")), |bch| {
+            bch.iter(|| panel_product(&panels, cout, cin, &b, n, n, black_box(&mut out), n))
+        });
+        g.bench_function(BenchmarkId::new(name, format!("{shape}/gemm")), |bch| {
+            bch.iter(|| {
+                gemm(
+                    1.0,
+                    MatRef::new(&a, cout, cin),
+                    MatRef::new(&b, cin, n),
+                    0.0,
+                    black_box(&mut out),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_sgemm, bench_conv, bench_gram, bench_panel);
 criterion_main!(benches);
