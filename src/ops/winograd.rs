@@ -355,48 +355,46 @@ fn transform_panel<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
 ) {
     let (cout, cin) = (src.cout, src.cin);
     let rows = PANEL.min(cout - q * PANEL);
-    {
-        for ci in 0..cin {
-            let mut g = [[T::zero(); PANEL]; 9];
-            for (r, co) in (q * PANEL..q * PANEL + rows).enumerate() {
-                for (k, gk) in g.iter_mut().enumerate() {
-                    gk[r] = src.at(co, ci, k);
+    for ci in 0..cin {
+        let mut g = [[T::zero(); PANEL]; 9];
+        for (r, co) in (q * PANEL..q * PANEL + rows).enumerate() {
+            for (k, gk) in g.iter_mut().enumerate() {
+                gk[r] = src.at(co, ci, k);
+            }
+        }
+        // t = G g (A x 3, by columns of g), then U = t G^T (by rows of t).
+        let mut t = [[[T::zero(); PANEL]; 3]; A];
+        for j in 0..3 {
+            for r in 0..PANEL {
+                let col = V::g([g[j][r], g[3 + j][r], g[6 + j][r]]);
+                for (ti, &v) in t.iter_mut().zip(&col) {
+                    ti[j][r] = v;
                 }
             }
-            // t = G g (A x 3, by columns of g), then U = t G^T (by rows of t).
-            let mut t = [[[T::zero(); PANEL]; 3]; A];
-            for j in 0..3 {
-                for r in 0..PANEL {
-                    let col = V::g([g[j][r], g[3 + j][r], g[6 + j][r]]);
-                    for (ti, &v) in t.iter_mut().zip(&col) {
-                        ti[j][r] = v;
-                    }
+        }
+        for (i, ti) in t.iter().enumerate() {
+            let mut out = [[T::zero(); PANEL]; A];
+            for r in 0..PANEL {
+                let row = V::g([ti[0][r], ti[1][r], ti[2][r]]);
+                for (o, &v) in out.iter_mut().zip(&row) {
+                    o[r] = v;
                 }
             }
-            for (i, ti) in t.iter().enumerate() {
-                let mut out = [[T::zero(); PANEL]; A];
-                for r in 0..PANEL {
-                    let row = V::g([ti[0][r], ti[1][r], ti[2][r]]);
-                    for (o, &v) in out.iter_mut().zip(&row) {
-                        o[r] = v;
-                    }
-                }
-                for (j, o) in out.iter().enumerate() {
-                    // SAFETY: elements `(i A + j) stride + (q cin + ci) PANEL ..+ PANEL` lie in
-                    // `u` (`i A + j < A * A`, `(q + 1) PANEL <= panel_rows(cout)`, `ci <
-                    // cin`); only the task for panel `q` writes its panels, so writes never
-                    // overlap, and `u` is exclusively borrowed and otherwise unused until
-                    // `transform_kernel` ends.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            o.as_ptr(),
-                            u_ptr
-                                .ptr()
-                                .add((i * A + j) * stride + (q * cin + ci) * PANEL),
-                            PANEL,
-                        )
-                    };
-                }
+            for (j, o) in out.iter().enumerate() {
+                // SAFETY: elements `(i A + j) stride + (q cin + ci) PANEL ..+ PANEL` lie in
+                // `u` (`i A + j < A * A`, `(q + 1) PANEL <= panel_rows(cout)`, `ci <
+                // cin`); only the task for panel `q` writes its panels, so writes never
+                // overlap, and `u` is exclusively borrowed and otherwise unused until
+                // `transform_kernel` ends.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        o.as_ptr(),
+                        u_ptr
+                            .ptr()
+                            .add((i * A + j) * stride + (q * cin + ci) * PANEL),
+                        PANEL,
+                    )
+                };
             }
         }
     }
@@ -521,36 +519,9 @@ fn map_gather<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     }
 }
 
-/// Where a transform writes the transformed input: position `xi` of tile `t0 + rel` of
-/// channel `ci` at `ptr + xi * plane + ci * ld + rel` (`t0` being the first tile of the call).
-#[derive(Clone, Copy)]
-struct VRows<T> {
-    ptr: *mut T,
-    plane: usize,
-    ld: usize,
-}
-
-impl<T> VRows<T> {
-    /// `len` values of row `ci` of plane `xi` from column `rel`.
-    ///
-    /// # Safety
-    /// They must be valid for writes and touched by no one else while the slice lives.
-    #[inline(always)]
-    unsafe fn row<'a>(self, xi: usize, ci: usize, rel: usize, len: usize) -> &'a mut [T] {
-        // SAFETY: forwarded contract.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add(xi * self.plane + ci * self.ld + rel), len)
-        }
-    }
-}
-
 /// Transforms the input patches of tiles `t0..t1` of all `cin` channels:
-/// `(B^T d B)[xi]` of tile `t` of channel `ci` into `v` at `(xi, ci, t - t0)`. Scratch: `e`,
-/// `A` rows of `M * (ceil(w/M) + 1)`; `zeros`, `w` zeros.
-///
-/// # Safety
-/// `v`'s rows `(xi, ci)` for every `xi < A * A`, `ci < cin`, columns `0..t1 - t0`, must be
-/// valid for writes and touched by no one else during the call.
+/// `v[xi * vstride + ci * n + (t - t0)] = (B^T d B)[xi]` for tile `t` of channel `ci`,
+/// `n = t1 - t0`. Scratch: `e`, `A` rows of `M * (ceil(w/M) + 1)`; `zeros`, `w` zeros.
 ///
 /// One tile row at a time: `B^T` down the columns of its `A` input rows (zero rows above and
 /// below the image) into the rows of `e`, indexed by padded column `x' = x + 1` (zero columns
@@ -558,17 +529,19 @@ impl<T> VRows<T> {
 /// `M tx .. M tx + A`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     input: &[T],
     cin: usize,
     h: usize,
     w: usize,
-    (t0, t1): (usize, usize),
-    v: VRows<T>,
+    t0: usize,
+    t1: usize,
+    v: &mut [T],
+    vstride: usize,
     e: &mut [T],
     zeros: &[T],
 ) {
-    let (hw, tw) = (h * w, w.div_ceil(M));
+    let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
     let pw = M * (tw + 1);
     for ci in 0..cin {
         let plane = &input[ci * hw..][..hw];
@@ -605,11 +578,11 @@ unsafe fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M,
             let mut cols = erows.iter_mut().map(|ek| &mut ek[va..vb]);
             let mut cols: [&mut [T]; A] = from_fn(|_| cols.next().unwrap());
             map_columns(&src, &mut cols, vb - va, V::bt);
-            for (i, ek) in erows.iter().enumerate() {
-                // SAFETY: the caller vouches for these rows (see `VRows`); `xi = A i + j`
-                // differ, so the slices are disjoint.
-                let mut outs: [&mut [T]; A] =
-                    from_fn(|j| unsafe { v.row(i * A + j, ci, rel, len) });
+            let at = ci * n + rel;
+            let mut planes = v.chunks_mut(vstride);
+            for ek in &erows {
+                let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
+                let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
                 map_windows::<T, M, A, V>(&ek[xa..xb], &mut outs, len);
             }
         }
@@ -820,17 +793,9 @@ fn run<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             let (vstride, mstride) = (padded(cin * n), padded(mn * n));
 
             let v = &mut v[..nxi * vstride];
-            let rows_v = VRows {
-                ptr: v.as_mut_ptr(),
-                plane: vstride,
-                ld: n,
-            };
-            // SAFETY: `v` is this task's own scratch, `A * A` planes of `cin x n` rows.
             widest(
                 #[inline(always)]
-                || unsafe {
-                    transform_input::<T, M, A, V>(input, cin, h, w, (t0, t1), rows_v, rows, zeros)
-                },
+                || transform_input::<T, M, A, V>(input, cin, h, w, t0, t1, v, vstride, rows, zeros),
             );
 
             // M[xi] = U[xi] (rows m0..m1) V[xi], mn x n.
