@@ -24,6 +24,7 @@ Options:
     --weights FILE         default weights/vgg19.npz
     --binary FILE          default target/release/neural-style (built with
                            `cargo build --release` if missing; --build rebuilds first)
+    --keep-kernels SIZE    pass --keep-kernels SIZE to ours (kept Winograd kernels, e.g. 200M)
     --engines ours,torch   run only some engines
     --torch-layouts nchw,channels_last
                            PyTorch memory layouts to run (default both); the table compares
@@ -299,6 +300,8 @@ def run_ours(args, size, threads, steps, tmp):
         "--init", "content",
         "--optimizer", "adam",
     ]
+    if args.keep_kernels:
+        cmd += ["--keep-kernels", args.keep_kernels]
     env = dict(os.environ)
     env.pop("RAYON_NUM_THREADS", None)
     rc, so, se, wall, rss = run_measured(cmd, env, "ours")
@@ -406,6 +409,7 @@ def main():
     ap.add_argument("--style", default=os.path.join(REPO, "examples/starry-night.jpg"))
     ap.add_argument("--weights", default=os.path.join(REPO, "weights/vgg19.npz"))
     ap.add_argument("--binary", default=os.path.join(REPO, "target/release/neural-style"))
+    ap.add_argument("--keep-kernels", default=None)
     ap.add_argument("--build", action="store_true", help="run cargo build --release first")
     ap.add_argument("--engines", default="ours,torch")
     ap.add_argument("--torch-layouts", default="nchw,channels_last")
@@ -521,6 +525,7 @@ def main():
             "cpu_count": os.cpu_count(),
             "loadavg_at_end": os.getloadavg(),
             "binary": args.binary,
+            "keep_kernels": args.keep_kernels,
             "content": args.content,
             "style": args.style,
             "weights": args.weights,

@@ -265,8 +265,9 @@ pub fn limit(budget: Option<u64>) -> Option<u64> {
 }
 
 /// [`plan`] for the files a job names (their headers read, no pixels decoded), with the
-/// current rayon pool's threads, within `budget` (`None`: what is available, see [`limit`]).
-pub fn plan_job(job: &Job, budget: Option<u64>) -> Result<Plan> {
+/// current rayon pool's threads, within `budget` (`None`: what is available, see [`limit`])
+/// less `reserved` bytes (the kept Winograd kernels of [`crate::paint::Control`]).
+pub fn plan_job(job: &Job, budget: Option<u64>, reserved: u64) -> Result<Plan> {
     let content = image_dimensions(&job.content)?;
     let styles = job
         .styles
@@ -278,7 +279,7 @@ pub fn plan_job(job: &Job, budget: Option<u64>) -> Result<Plan> {
         content,
         &styles,
         rayon::current_num_threads(),
-        limit(budget),
+        limit(budget).map(|l| l.saturating_sub(reserved)),
         budget.is_some(),
     )
 }

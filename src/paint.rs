@@ -141,6 +141,9 @@ pub struct Control {
     /// The memory the painting may use ([`crate::memory::plan`]: stages that do not fit whole
     /// are tiled); `None`: what the machine or its cgroup has available, less a margin.
     pub max_memory: Option<u64>,
+    /// Bytes of transformed Winograd kernels to keep between steps (see
+    /// [`Objective::keep_kernels`]; 0: none), set aside from the memory the plan may use.
+    pub keep_kernels: u64,
 }
 
 fn mismatch(optimizer: &str) -> Error {
@@ -295,7 +298,7 @@ impl<'v> Painter<'v> {
         img::check_writable(&job.output)?;
         // Before anything image-sized is allocated: refuse what cannot fit, and tile the
         // stages whose whole image does not.
-        let plan = memory::plan_job(job, control.max_memory)?;
+        let plan = memory::plan_job(job, control.max_memory, control.keep_kernels)?;
         let t0 = Instant::now();
         let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let content_bytes = read(&job.content)?;
@@ -407,7 +410,8 @@ impl<'v> Painter<'v> {
                 &config,
                 tile,
                 &masks.at(h, w),
-            )?;
+            )?
+            .keep_kernels(usize::try_from(control.keep_kernels).unwrap_or(usize::MAX));
             let (start, snapshot) = match (resumed, x.take()) {
                 (Some(ck), _) => {
                     if ck.shape != [3, h, w] {

@@ -144,6 +144,15 @@ fn steps_after_the_first_allocate_nothing() {
         );
     }
 
+    // Kept Winograd kernels: built in the first step, reused after.
+    let objective = Objective::new(&vgg, &content, &[(style, 1.0)], &LossConfig::default())
+        .unwrap()
+        .keep_kernels(usize::MAX);
+    check(
+        "real VGG-19, kept kernels",
+        &allocations_per_step(&objective, content.clone(), 3),
+    );
+
     // The tiny VGG with the golden inputs and two blended styles.
     let mut g = Npz::open(&data("golden_tiny.npz")).unwrap();
     let tiny = Vgg::<f32>::load_layers(data("tiny_vgg.npz"), None, 13).unwrap();

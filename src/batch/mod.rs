@@ -92,6 +92,8 @@ pub struct Options {
     /// Memory all concurrent items may use together (`None`: what the machine has
     /// available); each item gets its share.
     pub max_memory: Option<u64>,
+    /// Bytes of transformed kernels each item keeps between steps ([`Control::keep_kernels`]).
+    pub keep_kernels: u64,
 }
 
 impl Default for Options {
@@ -103,6 +105,7 @@ impl Default for Options {
             checkpoint: None,
             cancel: Cancel::default(),
             max_memory: None,
+            keep_kernels: 0,
         }
     }
 }
@@ -305,6 +308,7 @@ fn paint_one(
             .max_memory
             .or_else(|| crate::memory::limit(None))
             .map(|m| m / options.jobs.max(1) as u64),
+        keep_kernels: options.keep_kernels,
     };
     if ck_path.exists() && !options.overwrite {
         match Checkpoint::load(&ck_path) {
@@ -355,6 +359,7 @@ fn paint_one(
             checkpoint: control.checkpoint.clone(),
             cancel: control.cancel.clone(),
             max_memory: control.max_memory,
+            keep_kernels: control.keep_kernels,
         };
         match attempt(control) {
             // The inputs changed since the checkpoint: paint afresh.

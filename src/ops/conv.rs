@@ -190,6 +190,109 @@ pub fn conv3x3_then<T: Real>(
     }
 }
 
+/// `conv3x3_then` with the Winograd kernel kept in `kept` from call to call (built on the first
+/// call, and again whenever the shape changes the algorithm), for a caller that can spend its
+/// memory (4 times the weights for F(4x4), 16/9 for F(2x2)) on skipping the transform. `kept`
+/// must only ever have seen these `weights`. Bitwise the same results as `conv3x3_then`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_then_kept<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    ws: &mut ConvScratch<T>,
+    kept: &mut Option<WinogradKernel<T>>,
+) {
+    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    match winograd_tile(cin, cout, h, w, false) {
+        Some(tile) => {
+            let kernel = kept_kernel(kept, tile, cout, cin, |buf| {
+                WinogradKernel::with_tile_in(weights, cout, cin, tile, buf)
+            });
+            conv3x3_winograd_then(input, cin, h, w, kernel, bias, relu, out, &ws.tasks);
+        }
+        None => im2col_conv(input, cin, h, w, weights, cout, bias, relu, out, &ws.tasks),
+    }
+}
+
+/// `conv3x3_input_grad` with the Winograd kernel kept in `kept`, as `conv3x3_then_kept` keeps
+/// the forward's. Bitwise the same results as `conv3x3_input_grad`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_input_grad_kept<T: Real>(
+    grad_out: &[T],
+    cout: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cin: usize,
+    grad_in: &mut [T],
+    ws: &mut ConvScratch<T>,
+    kept: &mut Option<WinogradKernel<T>>,
+) {
+    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    let tile = (cin >= FEW_INPUT_CHANNELS)
+        .then(|| winograd_tile(cout, cin, h, w, false))
+        .flatten();
+    match tile {
+        Some(tile) => {
+            let kernel = kept_kernel(kept, tile, cin, cout, |buf| {
+                WinogradKernel::input_grad_in(weights, cout, cin, tile, buf)
+            });
+            conv3x3_winograd(grad_out, cout, h, w, kernel, None, grad_in, &ws.tasks);
+        }
+        None => conv3x3_input_grad(grad_out, cout, h, w, weights, cin, grad_in, ws),
+    }
+}
+
+/// Bytes `conv3x3_then_kept` (or, `backward`, `conv3x3_input_grad_kept`) keeps for a `cin ->
+/// cout` layer on an `h x w` image; 0 where that path has no Winograd kernel.
+pub fn kept_kernel_bytes<T: Real>(
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    backward: bool,
+) -> usize {
+    let tile = if backward {
+        (cin >= FEW_INPUT_CHANNELS)
+            .then(|| winograd_tile(cout, cin, h, w, false))
+            .flatten()
+    } else {
+        winograd_tile(cin, cout, h, w, false)
+    };
+    let (rows, cols) = if backward { (cin, cout) } else { (cout, cin) };
+    tile.map_or(0, |t| {
+        WinogradKernel::<T>::transform_len(t, rows, cols) * std::mem::size_of::<T>()
+    })
+}
+
+/// The kernel in `kept` when it is a `cout x cin` one for `tile`, else `build`'s (handed the
+/// old one's buffer), kept from now on.
+fn kept_kernel<T: Real>(
+    kept: &mut Option<WinogradKernel<T>>,
+    tile: Tile,
+    cout: usize,
+    cin: usize,
+    build: impl FnOnce(Vec<T>) -> WinogradKernel<T>,
+) -> &WinogradKernel<T> {
+    let fits = kept
+        .as_ref()
+        .is_some_and(|k| k.tile() == tile && k.cout() == cout && k.cin() == cin);
+    if !fits {
+        let buf = kept
+            .take()
+            .map(WinogradKernel::into_buffer)
+            .unwrap_or_default();
+        *kept = Some(build(buf));
+    }
+    kept.as_ref().expect("kept just above")
+}
+
 /// Below this many input channels the input gradient skips the rotated-kernel convolution
 /// (`ops::col2im`): at 256px that halves conv1_1's backward time relative to conv1_2's
 /// (--profile: 0.44 -> 0.22 of conv1_2 bwd).
@@ -582,6 +685,53 @@ mod tests {
             let mut got = vec![f64::NAN; cin * h * w];
             conv3x3_input_grad(&gout, cout, h, w, &wt, cin, &mut got, &mut ws);
             assert!(max_rel_err(&got, &want) < 1e-12, "{cin} {cout} {h} {w}");
+        }
+    }
+
+    /// A kept kernel gives bitwise the results of one transformed on the call, when built,
+    /// when reused, and when a new shape needs another algorithm (F(4x4), F(2x2), im2col,
+    /// col2im for the gradient of few channels); its size is what `kept_kernel_bytes` says.
+    #[test]
+    fn kept_kernels_are_bitwise_the_transformed_ones() {
+        let mut ws = ConvScratch::<f32>::default();
+        let (mut fwd, mut bwd) = (None, None);
+        // (cin, cout, h, w): F(4x4) both ways, F(2x2) both ways, im2col both ways, then a
+        // 3-channel input (im2col forward, col2im backward) and F(4x4) again.
+        for (cin, cout, h, w) in [
+            (16, 20, 70, 66),
+            (16, 20, 17, 16),
+            (16, 20, 9, 9),
+            (3, 20, 70, 66),
+            (16, 20, 70, 66),
+        ] {
+            let f32s = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+            let x = f32s(noise(cin * h * w, 31));
+            let g = f32s(noise(cout * h * w, 32));
+            let wt = f32s(noise(cout * cin * 9, 33));
+            let b = f32s(noise(cout, 34));
+            for _ in 0..2 {
+                let mut want = vec![f32::NAN; cout * h * w];
+                conv3x3_then(&x, cin, h, w, &wt, cout, Some(&b), true, &mut want, &mut ws);
+                let mut got = vec![f32::NAN; cout * h * w];
+                let bias = Some(b.as_slice());
+                conv3x3_then_kept(
+                    &x, cin, h, w, &wt, cout, bias, true, &mut got, &mut ws, &mut fwd,
+                );
+                assert!(got == want, "forward {cin} {cout} {h} {w}");
+                let mut want = vec![f32::NAN; cin * h * w];
+                conv3x3_input_grad(&g, cout, h, w, &wt, cin, &mut want, &mut ws);
+                let mut got = vec![f32::NAN; cin * h * w];
+                conv3x3_input_grad_kept(&g, cout, h, w, &wt, cin, &mut got, &mut ws, &mut bwd);
+                assert!(got == want, "input gradient {cin} {cout} {h} {w}");
+            }
+            for (kept, backward) in [(&fwd, false), (&bwd, true)] {
+                let bytes = kept_kernel_bytes::<f32>(cin, cout, h, w, backward);
+                if bytes > 0 {
+                    let k = kept.as_ref().expect("a Winograd path keeps its kernel");
+                    let len = WinogradKernel::<f32>::transform_len(k.tile(), k.cout(), k.cin());
+                    assert_eq!(bytes, 4 * len, "{cin} {cout} {h} {w} {backward}");
+                }
+            }
         }
     }
 

@@ -271,6 +271,12 @@ impl<T: Real> WinogradKernel<T> {
         }
     }
 
+    /// Elements of the transform of a `cout x cin` bank for `tile` (what `with_tile_in` and,
+    /// with the channel counts swapped, `input_grad_in` hold).
+    pub fn transform_len(tile: Tile, cout: usize, cin: usize) -> usize {
+        tile.positions() * padded(panel_rows(cout) * cin)
+    }
+
     /// The buffer holding the transform, for reuse.
     pub fn into_buffer(self) -> Vec<T> {
         self.u

@@ -143,6 +143,7 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
         cancel,
         resume: resume.map(|(_, ck, _)| ck),
         max_memory: s.run.max_memory,
+        keep_kernels: s.run.keep_kernels,
     };
     if s.estimate {
         return estimate(&job, &s.run);
@@ -265,7 +266,7 @@ fn single(s: Single, matches: &clap::ArgMatches) -> Result<ExitCode> {
 /// machine and scaled by pixels (a step's work is proportional to them).
 fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
     const PROBE_SIDE: u32 = 160;
-    let plan = memory::plan_job(job, run.max_memory)?;
+    let plan = memory::plan_job(job, run.max_memory, run.keep_kernels)?;
     let e = plan.peak();
     let limit = memory::limit(run.max_memory);
     say!(
@@ -281,7 +282,10 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
         memory::human(e.optimizer),
         memory::human(e.inputs),
         memory::human(e.weights + e.overhead),
-        match limit {
+        match run.keep_kernels {
+            0 => String::new(),
+            k => format!(", and up to {} of kept kernels", memory::human(k)),
+        } + &match limit {
             Some(l) => format!("; {} allowed", memory::human(l)),
             None => String::new(),
         }
@@ -414,6 +418,7 @@ fn batch_cmd(b: Batch, matches: &clap::ArgMatches) -> Result<ExitCode> {
             )),
             cancel: cancel.clone(),
             max_memory: b.run.max_memory,
+            keep_kernels: b.run.keep_kernels,
         };
         let reporter = Reporter::new(
             mode,
