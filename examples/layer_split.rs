@@ -44,7 +44,11 @@ fn cdiv(a: usize, b: usize) -> usize {
 fn wino_gemm_only(m: usize, cin: usize, cout: usize, h: usize, w: usize, reps: usize) -> f64 {
     let a2 = (m + 2) * (m + 2);
     let ntiles = cdiv(h, m) * cdiv(w, m);
-    let band_tiles = if m == 2 || cin <= 128 { 64 } else { 32 };
+    let band_tiles = if cin <= if m == 2 { 256 } else { 128 } {
+        64
+    } else {
+        32
+    };
     let nbands = cdiv(ntiles, band_tiles).max(1);
     let band = cdiv(ntiles, nbands);
     let chunks = cdiv(8, nbands).clamp(1, (cout / 32).max(1));
@@ -83,7 +87,11 @@ fn wino_gemm_only(m: usize, cin: usize, cout: usize, h: usize, w: usize, reps: u
 fn wino_copy_only(m: usize, cin: usize, cout: usize, h: usize, w: usize, reps: usize) -> f64 {
     let a2 = (m + 2) * (m + 2);
     let ntiles = cdiv(h, m) * cdiv(w, m);
-    let band_tiles = if m == 2 || cin <= 128 { 64 } else { 32 };
+    let band_tiles = if cin <= if m == 2 { 256 } else { 128 } {
+        64
+    } else {
+        32
+    };
     let nbands = cdiv(ntiles, band_tiles).max(1);
     let band = cdiv(ntiles, nbands);
     let chunks = cdiv(8, nbands).clamp(1, (cout / 32).max(1));

@@ -2,7 +2,7 @@
 //! `gemm` crate on a row-major kernel bank against `ops::panel` on the panel-laid bank,
 //! alternating, min of runs (2 threads). Run:
 //! `cargo run --release --example panel_vs_gemm -- 512 7 [32]` (size, runs, tiles per band
-//! over 128 input channels).
+//! over 128 input channels for F(4x4), over 256 for F(2x2)).
 use neural_style::gemm::{gemm_into, MatRef};
 use neural_style::ops::conv::winograd_tile;
 use neural_style::ops::panel::{panel_product, PANEL};
@@ -33,7 +33,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let size: usize = args.get(1).map_or(512, |s| s.parse().unwrap());
     let runs: usize = args.get(2).map_or(7, |s| s.parse().unwrap());
-    // Optional: tiles per band for layers over 128 input channels (the code's F(4x4) choice: 32).
+    // Optional: tiles per band over 128 input channels for F(4x4), over 256 for F(2x2) (the
+    // code's choice: 32).
     let wide_band: usize = args.get(3).map_or(32, |s| s.parse().unwrap());
     rayon::ThreadPoolBuilder::new()
         .num_threads(2)
@@ -63,7 +64,7 @@ fn main() {
             };
             let (m, a2) = (tile.side(), tile.positions());
             let ntiles = s.div_ceil(m).pow(2);
-            let band_tiles = if tile == Tile::F2x2 || cin <= 128 {
+            let band_tiles = if cin <= if tile == Tile::F2x2 { 256 } else { 128 } {
                 64
             } else {
                 wide_band

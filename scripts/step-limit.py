@@ -99,7 +99,7 @@ def winograd_aux(m, cin, cout, h, w):
     kernel values transformed per call, tasks, GEMM calls, GEMM shape)."""
     a2 = (m + 2) ** 2
     ntiles = cdiv(h, m) * cdiv(w, m)
-    band_tiles = 64 if (m == 2 or cin <= 128) else 32
+    band_tiles = 64 if cin <= (256 if m == 2 else 128) else 32
     nbands = max(cdiv(ntiles, band_tiles), 1)
     band = cdiv(ntiles, nbands)
     chunks = min(max(cdiv(MIN_TASKS, nbands), 1), max(cout // MIN_CHUNK_ROWS, 1))

@@ -132,12 +132,19 @@ impl Variant<2, 4> for F2 {
     fn at<T: Real, X: Arith<T>>([m0, m1, m2, m3]: [X; 4]) -> [X; 2] {
         [m0 + m1 + m2, m1 - m2 - m3]
     }
-    /// Measured (2 threads, min of 8): 64 is best or within noise on every VGG shape; e.g.
-    /// 256 -> 256 at 64 x 64 13.1 ms vs 15.4 at 32 and 13.6 at 128, 512 -> 512 at 32 x 32 10.0
-    /// vs 11.2 and 11.7. Fewer make the GEMMs too thin; more overflow the 2 MiB L2 with the
-    /// band's transformed input (16 x cin x band values).
-    fn band_tiles(_cin: usize) -> usize {
-        64
+    /// 64, and 32 over 256 input channels: the band's transformed input is 16 x cin x band
+    /// values, 2 MiB at 512 channels and 64 tiles, twice a 1 MiB L2. Measured with the panel
+    /// kernels (session 13, AMD EPYC, 1 MiB L2, 2 threads, min of 15, alternating in one
+    /// process, two runs): 512 -> 512 at 32 x 32 forward 9.10 / 7.80 ms with 64 tiles against
+    /// 7.52 / 7.66 with 32, input gradient 8.84 / 8.38 against 8.15 / 7.93; at 16 x 16 4.96 /
+    /// 4.32 against 3.80 / 3.59 and 5.02 / 4.71 against 3.62 / 3.75; 256 channels even (2.2 ms
+    /// both at 32 x 32). (Session 2, `gemm` crate, 2 MiB L2: 64 best or even everywhere.)
+    fn band_tiles(cin: usize) -> usize {
+        if cin <= 256 {
+            64
+        } else {
+            32
+        }
     }
 }
 
