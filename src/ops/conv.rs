@@ -178,16 +178,21 @@ pub fn conv3x3_then<T: Real>(
     out: &mut [T],
     ws: &mut ConvScratch<T>,
 ) {
-    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
-    match winograd_tile(cin, cout, h, w, false) {
-        Some(tile) => {
-            let buf = std::mem::take(&mut ws.kernel);
-            let kernel = WinogradKernel::with_tile_in(weights, cout, cin, tile, buf);
-            conv3x3_winograd_then(input, cin, h, w, &kernel, bias, relu, out, &ws.tasks);
-            ws.kernel = kernel.into_buffer();
-        }
-        None => im2col_conv(input, cin, h, w, weights, cout, bias, relu, out, &ws.tasks),
-    }
+    let mut kernel = ws.kernel.take();
+    forward(
+        input,
+        cin,
+        h,
+        w,
+        weights,
+        cout,
+        bias,
+        relu,
+        out,
+        ws,
+        (&mut kernel, false),
+    );
+    ws.kernel = kernel;
 }
 
 /// `conv3x3_then` with the Winograd kernel kept in `kept` from call to call (built on the first
@@ -208,89 +213,19 @@ pub fn conv3x3_then_kept<T: Real>(
     ws: &mut ConvScratch<T>,
     kept: &mut Option<WinogradKernel<T>>,
 ) {
-    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
-    match winograd_tile(cin, cout, h, w, false) {
-        Some(tile) => {
-            let kernel = kept_kernel(kept, tile, cout, cin, |buf| {
-                WinogradKernel::with_tile_in(weights, cout, cin, tile, buf)
-            });
-            conv3x3_winograd_then(input, cin, h, w, kernel, bias, relu, out, &ws.tasks);
-        }
-        None => im2col_conv(input, cin, h, w, weights, cout, bias, relu, out, &ws.tasks),
-    }
-}
-
-/// `conv3x3_input_grad` with the Winograd kernel kept in `kept`, as `conv3x3_then_kept` keeps
-/// the forward's. Bitwise the same results as `conv3x3_input_grad`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv3x3_input_grad_kept<T: Real>(
-    grad_out: &[T],
-    cout: usize,
-    h: usize,
-    w: usize,
-    weights: &[T],
-    cin: usize,
-    grad_in: &mut [T],
-    ws: &mut ConvScratch<T>,
-    kept: &mut Option<WinogradKernel<T>>,
-) {
-    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
-    let tile = (cin >= FEW_INPUT_CHANNELS)
-        .then(|| winograd_tile(cout, cin, h, w, false))
-        .flatten();
-    match tile {
-        Some(tile) => {
-            let kernel = kept_kernel(kept, tile, cin, cout, |buf| {
-                WinogradKernel::input_grad_in(weights, cout, cin, tile, buf)
-            });
-            conv3x3_winograd(grad_out, cout, h, w, kernel, None, grad_in, &ws.tasks);
-        }
-        None => conv3x3_input_grad(grad_out, cout, h, w, weights, cin, grad_in, ws),
-    }
-}
-
-/// Bytes `conv3x3_then_kept` (or, `backward`, `conv3x3_input_grad_kept`) keeps for a `cin ->
-/// cout` layer on an `h x w` image; 0 where that path has no Winograd kernel.
-pub fn kept_kernel_bytes<T: Real>(
-    cin: usize,
-    cout: usize,
-    h: usize,
-    w: usize,
-    backward: bool,
-) -> usize {
-    let tile = if backward {
-        (cin >= FEW_INPUT_CHANNELS)
-            .then(|| winograd_tile(cout, cin, h, w, false))
-            .flatten()
-    } else {
-        winograd_tile(cin, cout, h, w, false)
-    };
-    let (rows, cols) = if backward { (cin, cout) } else { (cout, cin) };
-    tile.map_or(0, |t| {
-        WinogradKernel::<T>::transform_len(t, rows, cols) * std::mem::size_of::<T>()
-    })
-}
-
-/// The kernel in `kept` when it is a `cout x cin` one for `tile`, else `build`'s (handed the
-/// old one's buffer), kept from now on.
-fn kept_kernel<T: Real>(
-    kept: &mut Option<WinogradKernel<T>>,
-    tile: Tile,
-    cout: usize,
-    cin: usize,
-    build: impl FnOnce(Vec<T>) -> WinogradKernel<T>,
-) -> &WinogradKernel<T> {
-    let fits = kept
-        .as_ref()
-        .is_some_and(|k| k.tile() == tile && k.cout() == cout && k.cin() == cin);
-    if !fits {
-        let buf = kept
-            .take()
-            .map(WinogradKernel::into_buffer)
-            .unwrap_or_default();
-        *kept = Some(build(buf));
-    }
-    kept.as_ref().expect("kept just above")
+    forward(
+        input,
+        cin,
+        h,
+        w,
+        weights,
+        cout,
+        bias,
+        relu,
+        out,
+        ws,
+        (kept, true),
+    );
 }
 
 /// Below this many input channels the input gradient skips the rotated-kernel convolution
@@ -314,16 +249,154 @@ pub fn conv3x3_input_grad<T: Real>(
     grad_in: &mut [T],
     ws: &mut ConvScratch<T>,
 ) {
-    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    let mut kernel = ws.kernel.take();
+    input_grad(
+        grad_out,
+        cout,
+        h,
+        w,
+        weights,
+        cin,
+        grad_in,
+        ws,
+        (&mut kernel, false),
+    );
+    ws.kernel = kernel;
+}
+
+/// `conv3x3_input_grad` with the Winograd kernel kept in `kept`, as `conv3x3_then_kept` keeps
+/// the forward's. Bitwise the same results as `conv3x3_input_grad`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_input_grad_kept<T: Real>(
+    grad_out: &[T],
+    cout: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cin: usize,
+    grad_in: &mut [T],
+    ws: &mut ConvScratch<T>,
+    kept: &mut Option<WinogradKernel<T>>,
+) {
+    input_grad(
+        grad_out,
+        cout,
+        h,
+        w,
+        weights,
+        cin,
+        grad_in,
+        ws,
+        (kept, true),
+    );
+}
+
+/// Bytes `conv3x3_then_kept` (or, `backward`, `conv3x3_input_grad_kept`) keeps for a `cin ->
+/// cout` layer on an `h x w` image; 0 where that path has no Winograd kernel.
+pub fn kept_kernel_bytes<T: Real>(
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    backward: bool,
+) -> usize {
+    let (tile, rows, cols) = if backward {
+        (input_grad_tile(cin, cout, h, w), cin, cout)
+    } else {
+        (winograd_tile(cin, cout, h, w, false), cout, cin)
+    };
+    tile.map_or(0, |t| {
+        WinogradKernel::<T>::transform_len(t, rows, cols) * std::mem::size_of::<T>()
+    })
+}
+
+/// The Winograd variant of the input gradient of a `cin -> cout` layer, if any (`None`: col2im
+/// with few input channels, im2col otherwise).
+fn input_grad_tile(cin: usize, cout: usize, h: usize, w: usize) -> Option<Tile> {
     if cin < FEW_INPUT_CHANNELS {
-        return conv3x3_input_grad_col2im(grad_out, cout, h, w, weights, cin, grad_in, &ws.tasks);
+        return None;
     }
-    match winograd_tile(cout, cin, h, w, false) {
+    winograd_tile(cout, cin, h, w, false)
+}
+
+/// Where a call gets its Winograd kernel: the slot that holds it, and whether a kernel already
+/// there for the same variant and shape is reused (a kept one) or rebuilt from the weights into
+/// its buffer (the scratch kernel, which another layer's call left).
+type KernelSlot<'a, T> = (&'a mut Option<WinogradKernel<T>>, bool);
+
+/// The kernel in `slot` when it may be reused and is a `cout x cin` one for `tile`, else
+/// `build`'s (handed the old one's buffer), left in the slot.
+fn slot_kernel<'a, T: Real>(
+    (slot, reuse): KernelSlot<'a, T>,
+    tile: Tile,
+    cout: usize,
+    cin: usize,
+    build: impl FnOnce(Vec<T>) -> WinogradKernel<T>,
+) -> &'a WinogradKernel<T> {
+    let fits = reuse
+        && slot
+            .as_ref()
+            .is_some_and(|k| k.tile() == tile && k.cout() == cout && k.cin() == cin);
+    if !fits {
+        let buf = slot
+            .take()
+            .map(WinogradKernel::into_buffer)
+            .unwrap_or_default();
+        *slot = Some(build(buf));
+    }
+    slot.as_ref().expect("filled just above")
+}
+
+/// `conv3x3_then` with the Winograd kernel from `kernel`.
+#[allow(clippy::too_many_arguments)]
+fn forward<T: Real>(
+    input: &[T],
+    cin: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cout: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+    out: &mut [T],
+    ws: &mut ConvScratch<T>,
+    kernel: KernelSlot<'_, T>,
+) {
+    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    match winograd_tile(cin, cout, h, w, false) {
         Some(tile) => {
-            let buf = std::mem::take(&mut ws.kernel);
-            let kernel = WinogradKernel::input_grad_in(weights, cout, cin, tile, buf);
-            conv3x3_winograd(grad_out, cout, h, w, &kernel, None, grad_in, &ws.tasks);
-            ws.kernel = kernel.into_buffer();
+            let kernel = slot_kernel(kernel, tile, cout, cin, |buf| {
+                WinogradKernel::with_tile_in(weights, cout, cin, tile, buf)
+            });
+            conv3x3_winograd_then(input, cin, h, w, kernel, bias, relu, out, &ws.tasks);
+        }
+        None => im2col_conv(input, cin, h, w, weights, cout, bias, relu, out, &ws.tasks),
+    }
+}
+
+/// `conv3x3_input_grad` with the Winograd kernel from `kernel`.
+#[allow(clippy::too_many_arguments)]
+fn input_grad<T: Real>(
+    grad_out: &[T],
+    cout: usize,
+    h: usize,
+    w: usize,
+    weights: &[T],
+    cin: usize,
+    grad_in: &mut [T],
+    ws: &mut ConvScratch<T>,
+    kernel: KernelSlot<'_, T>,
+) {
+    assert_eq!(weights.len(), cout * cin * 9, "conv weights");
+    match input_grad_tile(cin, cout, h, w) {
+        Some(tile) => {
+            let kernel = slot_kernel(kernel, tile, cin, cout, |buf| {
+                WinogradKernel::input_grad_in(weights, cout, cin, tile, buf)
+            });
+            conv3x3_winograd(grad_out, cout, h, w, kernel, None, grad_in, &ws.tasks);
+        }
+        None if cin < FEW_INPUT_CHANNELS => {
+            conv3x3_input_grad_col2im(grad_out, cout, h, w, weights, cin, grad_in, &ws.tasks)
         }
         None => {
             rotate_kernel_into(weights, cout, cin, &mut ws.rotated);

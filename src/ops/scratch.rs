@@ -6,6 +6,7 @@
 //! lock is always free; should it not be (a pool other than the one the scratch was sized for), the
 //! task falls back to a buffer of its own rather than wait.
 
+use super::winograd::WinogradKernel;
 use crate::gemm::Real;
 use std::sync::Mutex;
 
@@ -27,8 +28,8 @@ impl<T: Real> Default for Scratch<T> {
 pub struct ConvScratch<T> {
     /// Per-worker buffers of the tasks.
     pub tasks: Scratch<T>,
-    /// The transformed kernel.
-    pub kernel: Vec<T>,
+    /// The transformed kernel of the last call, whose buffer the next one reuses.
+    pub kernel: Option<WinogradKernel<T>>,
     /// The rotated kernel of an input gradient computed by im2col.
     pub rotated: Vec<T>,
 }
@@ -37,7 +38,7 @@ impl<T: Real> Default for ConvScratch<T> {
     fn default() -> Self {
         ConvScratch {
             tasks: Scratch::new(),
-            kernel: Vec::new(),
+            kernel: None,
             rotated: Vec::new(),
         }
     }
