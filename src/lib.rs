@@ -50,6 +50,7 @@ pub use error::{Error, Result};
 pub use gemm::Real;
 pub use job::{InitSpec, Job, Layers, Optimizer, OriginalColors, StyleMask};
 pub use loss::{Evaluation, LossConfig, Masks, Objective, StyleGrams, StyleLoss};
+pub use memory::KeepKernels;
 pub use ops::Pool;
 pub use optim::{Adam, Lbfgs};
 pub use paint::{Cancel, CheckpointPolicy, Control, Event, Painter, Painting};

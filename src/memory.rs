@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::job::{Job, Optimizer};
+use crate::ops::{kept_kernel_bytes, kept_kernel_tile, Tile};
 use crate::vgg::{LAYER_NAMES, VGG19_WIDTHS};
 use std::path::Path;
 
@@ -124,6 +125,47 @@ pub struct Estimate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub stages: Vec<Estimate>,
+    /// Bytes of transformed Winograd kernels to keep between steps (see [`KeepKernels`]),
+    /// set aside from the limit the stages were planned in.
+    pub kept_kernels: u64,
+}
+
+/// How much memory a painting spends on keeping the network's transformed Winograd kernels
+/// between steps ([`crate::loss::Objective::keep_kernels`]): each kept kernel saves its
+/// transform, a pass over the layer's weights, on every step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeepKernels {
+    /// The kernels of the layers run by F(2x2, 3x3), on maps under 64 x 64 pixels (block 4
+    /// and conv5_1 at 256 px, 151 MB; conv5_1 alone at 512 px, 34 MB; none from 1024 px):
+    /// there the transform is the largest share of a layer's step, and an F(2x2) bank holds
+    /// 16 values per 9 weights (F(4x4): 36). Only when the painting still runs untiled with
+    /// them set aside; none otherwise (memory first).
+    #[default]
+    Auto,
+    /// Up to this many bytes, deepest layers first (0: none), set aside even when that
+    /// makes a stage tiled.
+    Bytes(u64),
+}
+
+/// Bytes of the kernels [`KeepKernels::Auto`] keeps for `job` at the stage of long side
+/// `size` on a `content` image.
+fn auto_kept_bytes(job: &Job, content: (u32, u32), size: u32) -> u64 {
+    let depth = job.loss_config().depth().unwrap_or(LAYER_NAMES.len());
+    let (w, h) = scaled(content, size);
+    let mut bytes = 0;
+    for i in 1..depth {
+        let (cin, cout) = (width(i - 1) as usize, width(i) as usize);
+        let (h, w) = (
+            (h >> block(i)).max(1) as usize,
+            (w >> block(i)).max(1) as usize,
+        );
+        for backward in [false, true] {
+            if kept_kernel_tile(cin, cout, h, w, backward) == Some(Tile::F2x2) {
+                bytes += kept_kernel_bytes::<f32>(cin, cout, h, w, backward) as u64;
+            }
+        }
+    }
+    bytes
 }
 
 impl Plan {
@@ -214,7 +256,12 @@ pub fn estimate(job: &Job, content: (u32, u32), styles: &[(u32, u32)], threads: 
         .into_iter()
         .map(|size| stage_estimate(job, content, styles, threads, size, job.tile))
         .collect();
-    Plan { stages }.peak().clone()
+    Plan {
+        stages,
+        kept_kernels: 0,
+    }
+    .peak()
+    .clone()
 }
 
 /// Plans how each stage of `job` is evaluated within `limit` bytes (`None`: no limit): whole
@@ -255,7 +302,10 @@ pub fn plan(
         };
         stages.push(chosen);
     }
-    Ok(Plan { stages })
+    Ok(Plan {
+        stages,
+        kept_kernels: 0,
+    })
 }
 
 /// The memory a run may use: `budget` when given, else what the machine (or cgroup) has
@@ -266,22 +316,66 @@ pub fn limit(budget: Option<u64>) -> Option<u64> {
 
 /// [`plan`] for the files a job names (their headers read, no pixels decoded), with the
 /// current rayon pool's threads, within `budget` (`None`: what is available, see [`limit`])
-/// less `reserved` bytes (the kept Winograd kernels of [`crate::paint::Control`]).
-pub fn plan_job(job: &Job, budget: Option<u64>, reserved: u64) -> Result<Plan> {
+/// less the kept Winograd kernels `keep` resolves to ([`plan_kept`]).
+pub fn plan_job(job: &Job, budget: Option<u64>, keep: KeepKernels) -> Result<Plan> {
     let content = image_dimensions(&job.content)?;
     let styles = job
         .styles
         .iter()
         .map(|p| image_dimensions(p))
         .collect::<Result<Vec<_>>>()?;
-    plan(
+    plan_kept(
         job,
         content,
         &styles,
         rayon::current_num_threads(),
-        limit(budget).map(|l| l.saturating_sub(reserved)),
+        limit(budget),
         budget.is_some(),
+        keep,
     )
+}
+
+/// [`plan`] within `limit` less the kept kernels: `Bytes(b)` sets `b` aside; `Auto` sets
+/// aside the 512-channel layers' kernels at the largest stage when every stage then still
+/// runs whole, and keeps none otherwise (the plan then as without them).
+pub fn plan_kept(
+    job: &Job,
+    content: (u32, u32),
+    styles: &[(u32, u32)],
+    threads: usize,
+    limit: Option<u64>,
+    limit_is_given: bool,
+    keep: KeepKernels,
+) -> Result<Plan> {
+    let within = |reserved: u64| {
+        plan(
+            job,
+            content,
+            styles,
+            threads,
+            limit.map(|l| l.saturating_sub(reserved)),
+            limit_is_given,
+        )
+        .map(|p| Plan {
+            kept_kernels: reserved,
+            ..p
+        })
+    };
+    match keep {
+        KeepKernels::Bytes(b) => within(b),
+        KeepKernels::Auto => {
+            let wanted = job
+                .stage_sizes()
+                .into_iter()
+                .map(|size| auto_kept_bytes(job, content, size))
+                .max()
+                .unwrap_or(0);
+            match within(wanted) {
+                Ok(p) if p.stages.iter().all(|s| s.tile.is_none()) => Ok(p),
+                _ => within(0),
+            }
+        }
+    }
 }
 
 /// Reads an image file's dimensions from its header alone (no pixels decoded).
@@ -490,5 +584,47 @@ mod tests {
         let e8k = estimate(&job, dims.0, &dims.1, 2);
         assert_eq!((e4k.tile, e8k.tile), (Some(256), Some(256)));
         assert_eq!(e4k.network, e8k.network);
+    }
+
+    #[test]
+    fn auto_keeps_the_small_maps_kernels_only_when_they_cost_no_tiling() {
+        let mut job = Job::new("c", ["s"], "o.png");
+        job.optimizer = Optimizer::Adam;
+        let dims = ((512, 512), [(512, 413)]);
+        let at = |job: &Job, limit, keep| {
+            plan_kept(job, dims.0, &dims.1, 2, limit, limit.is_some(), keep).unwrap()
+        };
+        // One 512 x 512 F(2x2) bank, forward or input gradient (panel padding aside).
+        let bank = 512 * 512 * 16 * 4;
+        let kept = |size| {
+            let mut j = job.clone();
+            j.size = size;
+            at(&j, None, KeepKernels::Auto).kept_kernels
+        };
+        // 256 px: block 4 (conv4_1 half the channels) and conv5_1, both directions.
+        let k256 = kept(256);
+        assert!(k256 >= 9 * bank && k256 < 9 * bank + (1 << 20), "{k256}");
+        // 512 px: block 4 runs F(4x4) on 64 x 64, so conv5_1 alone; 1024 px: none.
+        let k512 = kept(512);
+        assert!(k512 >= 2 * bank && k512 < 2 * bank + (1 << 20), "{k512}");
+        assert_eq!(kept(1024), 0);
+        // A limit that holds the painting whole but not beside the kernels: none kept, untiled.
+        job.size = 256;
+        let whole = estimate(&job, dims.0, &dims.1, 2).peak;
+        let snug_limit = whole + k256 - (20 << 20);
+        let snug = at(&job, Some(snug_limit), KeepKernels::Auto);
+        assert_eq!(snug.kept_kernels, 0);
+        assert!(snug.stages.iter().all(|s| s.tile.is_none()));
+        assert_eq!(
+            at(&job, Some(whole + k256), KeepKernels::Auto).kept_kernels,
+            k256
+        );
+        // An explicit size is set aside even when the painting then runs tiled.
+        let forced = at(&job, Some(snug_limit), KeepKernels::Bytes(k256));
+        assert_eq!(forced.kept_kernels, k256);
+        assert!(forced.stages[0].tile.is_some());
+        // A forced tile: tiled stages keep no kernels.
+        job.tile = Some(128);
+        assert_eq!(at(&job, None, KeepKernels::Auto).kept_kernels, 0);
     }
 }

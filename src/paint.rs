@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::image as img;
 use crate::job::{InitSpec, Job, Optimizer, OriginalColors};
 use crate::loss::{Masks, Objective, StyleGrams};
-use crate::memory;
+use crate::memory::{self, KeepKernels};
 use crate::optim::{Adam, Lbfgs, Stop};
 use crate::profile::Timings;
 use crate::progress::Record;
@@ -141,9 +141,10 @@ pub struct Control {
     /// The memory the painting may use ([`crate::memory::plan`]: stages that do not fit whole
     /// are tiled); `None`: what the machine or its cgroup has available, less a margin.
     pub max_memory: Option<u64>,
-    /// Bytes of transformed Winograd kernels to keep between steps (see
-    /// [`Objective::keep_kernels`]; 0: none), set aside from the memory the plan may use.
-    pub keep_kernels: u64,
+    /// Transformed Winograd kernels to keep between steps (see [`Objective::keep_kernels`]),
+    /// set aside from the memory the plan may use; by default the deepest layers' when that
+    /// costs no tiling ([`KeepKernels::Auto`]).
+    pub keep_kernels: KeepKernels,
 }
 
 fn mismatch(optimizer: &str) -> Error {
@@ -411,7 +412,7 @@ impl<'v> Painter<'v> {
                 tile,
                 &masks.at(h, w),
             )?
-            .keep_kernels(usize::try_from(control.keep_kernels).unwrap_or(usize::MAX));
+            .keep_kernels(usize::try_from(plan.kept_kernels).unwrap_or(usize::MAX));
             let (start, snapshot) = match (resumed, x.take()) {
                 (Some(ck), _) => {
                     if ck.shape != [3, h, w] {

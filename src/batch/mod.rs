@@ -9,6 +9,7 @@ pub mod shard;
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::memory::KeepKernels;
 use crate::paint::{Cancel, CheckpointPolicy, Control, Event, Painter};
 use crate::progress::Record;
 use serde::Serialize;
@@ -92,8 +93,8 @@ pub struct Options {
     /// Memory all concurrent items may use together (`None`: what the machine has
     /// available); each item gets its share.
     pub max_memory: Option<u64>,
-    /// Bytes of transformed kernels each item keeps between steps ([`Control::keep_kernels`]).
-    pub keep_kernels: u64,
+    /// Transformed kernels each item keeps between steps ([`Control::keep_kernels`]).
+    pub keep_kernels: KeepKernels,
 }
 
 impl Default for Options {
@@ -105,7 +106,7 @@ impl Default for Options {
             checkpoint: None,
             cancel: Cancel::default(),
             max_memory: None,
-            keep_kernels: 0,
+            keep_kernels: KeepKernels::Auto,
         }
     }
 }

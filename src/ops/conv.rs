@@ -291,8 +291,24 @@ pub fn conv3x3_input_grad_kept<T: Real>(
     );
 }
 
-/// Bytes `conv3x3_then_kept` (or, `backward`, `conv3x3_input_grad_kept`) keeps for a `cin ->
-/// cout` layer on an `h x w` image; 0 where that path has no Winograd kernel.
+/// The Winograd variant of the kernel `conv3x3_then_kept` (or, `backward`,
+/// `conv3x3_input_grad_kept`) keeps for a `cin -> cout` layer on an `h x w` image; `None`
+/// where that path has no Winograd kernel.
+pub fn kept_kernel_tile(
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    backward: bool,
+) -> Option<Tile> {
+    if backward {
+        input_grad_tile(cin, cout, h, w)
+    } else {
+        winograd_tile(cin, cout, h, w, false)
+    }
+}
+
+/// Bytes of that kernel; 0 where there is none.
 pub fn kept_kernel_bytes<T: Real>(
     cin: usize,
     cout: usize,
@@ -300,12 +316,8 @@ pub fn kept_kernel_bytes<T: Real>(
     w: usize,
     backward: bool,
 ) -> usize {
-    let (tile, rows, cols) = if backward {
-        (input_grad_tile(cin, cout, h, w), cin, cout)
-    } else {
-        (winograd_tile(cin, cout, h, w, false), cout, cin)
-    };
-    tile.map_or(0, |t| {
+    let (rows, cols) = if backward { (cin, cout) } else { (cout, cin) };
+    kept_kernel_tile(cin, cout, h, w, backward).map_or(0, |t| {
         WinogradKernel::<T>::transform_len(t, rows, cols) * std::mem::size_of::<T>()
     })
 }

@@ -14,7 +14,7 @@ pub mod winograd;
 
 pub use conv::{
     conv3x3, conv3x3_input_grad, conv3x3_input_grad_kept, conv3x3_then, conv3x3_then_kept,
-    kept_kernel_bytes, rotate_kernel, Conv3x3,
+    kept_kernel_bytes, kept_kernel_tile, rotate_kernel, Conv3x3,
 };
 pub use pool::{pool2x2, pool2x2_backward, Pool};
 pub use relu::{relu, relu_backward, relu_backward_masked, relu_mask};

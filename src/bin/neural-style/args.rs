@@ -2,7 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use neural_style::{
-    InitSpec, Job, Layers, Optimizer, OriginalColors, Pool, Preset, StyleLoss, StyleMask,
+    InitSpec, Job, KeepKernels, Layers, Optimizer, OriginalColors, Pool, Preset, StyleLoss,
+    StyleMask,
 };
 use std::path::PathBuf;
 
@@ -147,12 +148,13 @@ pub struct RunOptions {
     /// so is refused at once. Default: what the machine (or its cgroup) has available, less 5%.
     #[arg(long, value_parser = parse_memory)]
     pub max_memory: Option<u64>,
-    /// Memory to spend on keeping the network's transformed Winograd kernels between steps
-    /// (e.g. 160M), deepest layers first, set aside from --max-memory's: each kept kernel
-    /// saves its transform on every step (about 1 ms for a 512-channel layer at 256 px). The
-    /// same results; default 0 (transform each on every call).
-    #[arg(long, value_parser = parse_keep, default_value = "0")]
-    pub keep_kernels: u64,
+    /// Memory to spend on keeping the network's transformed Winograd kernels between steps,
+    /// deepest layers first, set aside from --max-memory's: each kept kernel saves its
+    /// transform on every step (about 1 ms for a 512-channel layer). The same results. auto:
+    /// the 512-channel layers' (151 MB) when the painting still runs untiled with them, else
+    /// none; a size (e.g. 300M) keeps up to that much; 0 keeps none.
+    #[arg(long, value_parser = parse_keep, default_value = "auto")]
+    pub keep_kernels: KeepKernels,
     /// VGG-19 weights in the project's .npz format.
     #[arg(long, default_value = DEFAULT_WEIGHTS)]
     pub weights: PathBuf,
@@ -303,11 +305,12 @@ fn parse_memory(s: &str) -> std::result::Result<u64, String> {
 }
 
 /// A memory size, or 0 for none.
-fn parse_keep(s: &str) -> std::result::Result<u64, String> {
-    if s.trim() == "0" {
-        return Ok(0);
+fn parse_keep(s: &str) -> std::result::Result<KeepKernels, String> {
+    match s.trim() {
+        "auto" => Ok(KeepKernels::Auto),
+        "0" => Ok(KeepKernels::Bytes(0)),
+        _ => parse_memory(s).map(KeepKernels::Bytes),
     }
-    parse_memory(s)
 }
 
 fn parse_depth(s: &str) -> std::result::Result<u8, String> {

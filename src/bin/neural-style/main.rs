@@ -282,7 +282,7 @@ fn estimate(job: &Job, run: &args::RunOptions) -> Result<ExitCode> {
         memory::human(e.optimizer),
         memory::human(e.inputs),
         memory::human(e.weights + e.overhead),
-        match run.keep_kernels {
+        match plan.kept_kernels {
             0 => String::new(),
             k => format!(", and up to {} of kept kernels", memory::human(k)),
         } + &match limit {
