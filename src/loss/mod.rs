@@ -13,6 +13,7 @@ use crate::tiling::{Owned, TileGrid};
 use crate::vgg::{layer_index, timed, Keep, Vgg, Workspace};
 use ndarray::{Array3, ArrayBase, Data, Ix3};
 use rayon::prelude::*;
+use std::cmp::Ordering;
 use std::sync::Mutex;
 
 mod gram_kernel;
@@ -126,33 +127,38 @@ pub fn gram_scaled_into<T: Real>(
                 gemm_into(T::one(), a, b, T::zero(), part, ld);
             }
         });
-    for p in 0..pairs {
-        let (bi, bj) = pair(p);
-        let ((i0, i1), (j0, j1)) = (span(bi), span(bj));
-        let ld = j1 - j0;
-        for i in i0..i1 {
-            for j in j0..j1 {
-                let at = (i - i0) * ld + (j - j0);
-                let mut v = T::zero();
-                for t in 0..chunks {
-                    v += partials[(t * pairs + p) * slot + at];
-                }
-                let v = v * scale;
-                if accumulate {
-                    // Once per pair of a diagonal block, so that the sum stays symmetric.
-                    if bi != bj || i <= j {
-                        g[i * c + j] += v;
-                        if i != j {
-                            g[j * c + i] += v;
+    // Row block `bj` of G from the pairs' partial sums, each element from its pair's block
+    // (read transposed below the diagonal); on a diagonal block the element on or above its
+    // diagonal, so that G comes out symmetric whatever the product.
+    let width = |b: usize| span(b).1 - span(b).0;
+    let pair_index = |bi: usize, bj: usize| bi * nb - bi * bi.saturating_sub(1) / 2 + (bj - bi);
+    g.par_chunks_mut(GRAM_BLOCK * c)
+        .enumerate()
+        .for_each(|(bj, rows)| {
+            for (dj, row) in rows.chunks_exact_mut(c).enumerate() {
+                for bi in 0..nb {
+                    let i0 = span(bi).0;
+                    let p = pair_index(bi.min(bj), bi.max(bj));
+                    for (di, gi) in row[i0..i0 + width(bi)].iter_mut().enumerate() {
+                        let at = match bi.cmp(&bj) {
+                            Ordering::Less => di * width(bj) + dj,
+                            Ordering::Greater => dj * width(bi) + di,
+                            Ordering::Equal => di.min(dj) * width(bi) + di.max(dj),
+                        };
+                        let mut v = T::zero();
+                        for t in 0..chunks {
+                            v += partials[(t * pairs + p) * slot + at];
+                        }
+                        let v = v * scale;
+                        if accumulate {
+                            *gi += v;
+                        } else {
+                            *gi = v;
                         }
                     }
-                } else {
-                    g[i * c + j] = v;
-                    g[j * c + i] = v;
                 }
             }
-        }
-    }
+        });
 }
 
 /// Style loss of one layer, `1/(4 c^2) * sum (G(f) - target)^2`; adds its gradient with respect
