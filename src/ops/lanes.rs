@@ -19,22 +19,22 @@ pub(crate) trait Arith<T>:
 
 impl<T: Real> Arith<T> for T {}
 
-/// `LANES` values, each operation applied lane by lane (so a group gives bitwise the values
-/// of its lanes computed one at a time).
+/// `N` values (`LANES` unless said), each operation applied lane by lane (so a group gives
+/// bitwise the values of its lanes computed one at a time).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Lanes<T>(pub [T; LANES]);
+pub(crate) struct Lanes<T, const N: usize = LANES>(pub [T; N]);
 
-impl<T: Real> Arith<T> for Lanes<T> {}
+impl<T: Real, const N: usize> Arith<T> for Lanes<T, N> {}
 
-impl<T: Real> Lanes<T> {
-    /// The group `src[0..LANES]`.
+impl<T: Real, const N: usize> Lanes<T, N> {
+    /// The group `src[0..N]`.
     #[inline(always)]
     pub fn load(src: &[T]) -> Self {
-        Lanes(src[..LANES].try_into().unwrap())
+        Lanes(src[..N].try_into().unwrap())
     }
 }
 
-impl<T: Real> Add for Lanes<T> {
+impl<T: Real, const N: usize> Add for Lanes<T, N> {
     type Output = Self;
     #[inline(always)]
     fn add(self, o: Self) -> Self {
@@ -42,7 +42,7 @@ impl<T: Real> Add for Lanes<T> {
     }
 }
 
-impl<T: Real> Sub for Lanes<T> {
+impl<T: Real, const N: usize> Sub for Lanes<T, N> {
     type Output = Self;
     #[inline(always)]
     fn sub(self, o: Self) -> Self {
@@ -50,7 +50,7 @@ impl<T: Real> Sub for Lanes<T> {
     }
 }
 
-impl<T: Real> Neg for Lanes<T> {
+impl<T: Real, const N: usize> Neg for Lanes<T, N> {
     type Output = Self;
     #[inline(always)]
     fn neg(self) -> Self {
@@ -58,7 +58,7 @@ impl<T: Real> Neg for Lanes<T> {
     }
 }
 
-impl<T: Real> Mul<T> for Lanes<T> {
+impl<T: Real, const N: usize> Mul<T> for Lanes<T, N> {
     type Output = Self;
     #[inline(always)]
     fn mul(self, k: T) -> Self {

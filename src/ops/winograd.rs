@@ -50,6 +50,9 @@
 //! which layers use which.
 
 use super::lanes::{Arith, Lanes, LANES};
+
+#[cfg(target_arch = "x86_64")]
+mod input_avx512;
 use super::panel::{panel_product, PANEL};
 use super::scratch::{split, split_len, Scratch};
 use super::simd::{prefetch, widest};
@@ -517,7 +520,7 @@ fn map_gather<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
 ) {
     let mut i = 0;
     while i + LANES <= n {
-        let r = V::at::<T, _>(from_fn(|j| Lanes::load(&src[j][i..])));
+        let r = V::at::<T, _>(from_fn(|j| Lanes::<T, LANES>::load(&src[j][i..])));
         let win = &mut dst[M * i..M * (i + LANES)];
         for l in 0..LANES {
             for (c, o) in r.iter().enumerate() {
@@ -555,7 +558,9 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
     zeros: &[T],
 ) {
     let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
-    let pw = M * (tw + 1);
+    #[cfg(target_arch = "x86_64")]
+    let vector_input = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx512f");
     for ci in 0..cin {
         let plane = &input[ci * hw..][..hw];
         if ci + 1 < cin {
@@ -569,36 +574,108 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
             }
         }
         for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
-            let len = txb - txa;
-            // Padded columns read by the tiles (rounded up to whole chunks of M), and the part
-            // of them backed by the image.
-            let (xa, xb) = (M * txa, M * (txb + 1));
-            let (va, vb) = (xa.max(1), xb.min(w + 1));
-            let src: [&[T]; A] = from_fn(|i| {
-                let sy = M * ty + i;
-                if sy >= 1 && sy <= h {
-                    &plane[(sy - 1) * w + va - 1..(sy - 1) * w + vb - 1]
-                } else {
-                    &zeros[..vb - va]
-                }
-            });
-            let mut erows = e.chunks_exact_mut(pw);
-            let mut erows: [&mut [T]; A] = from_fn(|_| erows.next().unwrap());
-            for ek in erows.iter_mut() {
-                ek[xa..va].fill(T::zero());
-                ek[vb..xb].fill(T::zero());
-            }
-            let mut cols = erows.iter_mut().map(|ek| &mut ek[va..vb]);
-            let mut cols: [&mut [T]; A] = from_fn(|_| cols.next().unwrap());
-            map_columns(&src, &mut cols, vb - va, V::bt);
             let at = ci * n + rel;
-            let mut planes = v.chunks_mut(vstride);
-            for ek in &erows {
-                let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
-                let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
-                map_windows::<T, M, A, V>(&ek[xa..xb], &mut outs, len);
+            #[cfg(target_arch = "x86_64")]
+            if vector_input {
+                // SAFETY: `T` is `f32`, and the CPU has AVX-512F (`vector_input`).
+                unsafe {
+                    input_row_avx512::<M, A, V>(
+                        &*(plane as *const [T] as *const [f32]),
+                        (h, w),
+                        (ty, txa, txb),
+                        &mut *(v as *mut [T] as *mut [f32]),
+                        at,
+                        vstride,
+                    )
+                };
+                continue;
             }
+            input_row::<T, M, A, V>(plane, (h, w), (ty, txa, txb), v, at, vstride, e, zeros);
         }
+    }
+}
+
+/// Transforms tiles `txa..txb` of tile row `ty` of the `h x w` `plane`: `v[xi * vstride + at +
+/// (tx - txa)] = (B^T d B)[xi]` of tile `tx`. Scratch as in `transform_input`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn input_row<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    (ty, txa, txb): (usize, usize, usize),
+    v: &mut [T],
+    at: usize,
+    vstride: usize,
+    e: &mut [T],
+    zeros: &[T],
+) {
+    let (len, pw) = (txb - txa, M * (w.div_ceil(M) + 1));
+    // Padded columns read by the tiles (rounded up to whole chunks of M), and the part of
+    // them backed by the image.
+    let (xa, xb) = (M * txa, M * (txb + 1));
+    let (va, vb) = (xa.max(1), xb.min(w + 1));
+    let src: [&[T]; A] = from_fn(|i| {
+        let sy = M * ty + i;
+        if sy >= 1 && sy <= h {
+            &plane[(sy - 1) * w + va - 1..(sy - 1) * w + vb - 1]
+        } else {
+            &zeros[..vb - va]
+        }
+    });
+    let mut erows = e.chunks_exact_mut(pw);
+    let mut erows: [&mut [T]; A] = from_fn(|_| erows.next().unwrap());
+    for ek in erows.iter_mut() {
+        ek[xa..va].fill(T::zero());
+        ek[vb..xb].fill(T::zero());
+    }
+    let mut cols = erows.iter_mut().map(|ek| &mut ek[va..vb]);
+    let mut cols: [&mut [T]; A] = from_fn(|_| cols.next().unwrap());
+    map_columns(&src, &mut cols, vb - va, V::bt);
+    let mut planes = v.chunks_mut(vstride);
+    for ek in &erows {
+        let mut outs = planes.by_ref().take(A).map(|p| &mut p[at..at + len]);
+        let mut outs: [&mut [T]; A] = from_fn(|_| outs.next().unwrap());
+        map_windows::<T, M, A, V>(&ek[xa..xb], &mut outs, len);
+    }
+}
+
+/// `input_row` on AVX-512, in groups of 16 tiles (`input_avx512`): bitwise the same values.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn input_row_avx512<const M: usize, const A: usize, V: Variant<M, A>>(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    (ty, txa, txb): (usize, usize, usize),
+    v: &mut [f32],
+    at: usize,
+    vstride: usize,
+) {
+    let len = txb - txa;
+    assert!(plane.len() >= h * w, "input plane");
+    assert!(
+        len == 0 || (A * A - 1) * vstride + at + len <= v.len(),
+        "transformed input"
+    );
+    let out = v.as_mut_ptr();
+    for g0 in (0..len).step_by(input_avx512::GROUP) {
+        // SAFETY: AVX-512F (the caller vouches); the plane holds h * w values, and the group
+        // writes positions xi < A * A at tiles below `len`, inside `v` (asserted above).
+        unsafe {
+            input_avx512::group::<M, A, V>(
+                plane,
+                h,
+                w,
+                ty,
+                txa + g0,
+                input_avx512::GROUP.min(len - g0),
+                out.add(at + g0),
+                vstride,
+            )
+        };
     }
 }
 
@@ -992,6 +1069,63 @@ mod tests {
                 let want = naive(&x, cin, h, w, &wt, cout, Some(&b));
                 assert!(max_rel_err(&o, &want) < 1e-12, "{tile:?} {h} {w}");
             }
+        }
+    }
+
+    /// The AVX-512 input transform against the portable one, tile row by tile row, over
+    /// image sizes that cut groups of 16 tiles and the padding every way: bitwise equal.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_input_transform_is_bitwise_the_portable_one() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512F here: the vector input transform is not exercised");
+            return;
+        }
+        fn check<const M: usize, const A: usize, V: Variant<M, A>>(h: usize, w: usize) {
+            let plane = to_f32(&noise(h * w, (h * 131 + w) as u64));
+            let tw = w.div_ceil(M);
+            let vstride = 3 * tw + 5;
+            let zeros = vec![0f32; w];
+            let mut e = vec![0f32; A * M * (tw + 1)];
+            for ty in 0..h.div_ceil(M) {
+                let ranges = [(0, tw), (tw / 3, tw), (1, tw.min(19))];
+                for (txa, txb) in ranges.into_iter().filter(|(a, b)| a < b) {
+                    let at = 2 + txa % 3;
+                    let mut want = vec![f32::NAN; A * A * vstride];
+                    let mut got = want.clone();
+                    input_row::<f32, M, A, V>(
+                        &plane,
+                        (h, w),
+                        (ty, txa, txb),
+                        &mut want,
+                        at,
+                        vstride,
+                        &mut e,
+                        &zeros,
+                    );
+                    // SAFETY: the CPU has AVX-512F (checked above).
+                    unsafe {
+                        input_row_avx512::<M, A, V>(
+                            &plane,
+                            (h, w),
+                            (ty, txa, txb),
+                            &mut got,
+                            at,
+                            vstride,
+                        )
+                    };
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "F({M}) {h}x{w} row {ty} {txa}..{txb}"
+                    );
+                }
+            }
+        }
+        for (h, w) in [(1, 1), (5, 7), (9, 64), (13, 70), (33, 129), (6, 250)] {
+            check::<2, 4, F2>(h, w);
+            check::<4, 6, F4>(h, w);
         }
     }
 
