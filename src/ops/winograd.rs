@@ -53,6 +53,8 @@ use super::lanes::{Arith, Lanes, LANES};
 
 #[cfg(target_arch = "x86_64")]
 mod input_avx512;
+#[cfg(target_arch = "x86_64")]
+mod output_avx512;
 use super::panel::{panel_product, PANEL};
 use super::scratch::{split, split_len, Scratch};
 use super::simd::{prefetch, widest};
@@ -707,7 +709,9 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
     s: &mut [T],
 ) {
     let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
-    let sw = M * tw;
+    #[cfg(target_arch = "x86_64")]
+    let vector_output = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx512f");
     for co in 0..mn {
         let b = bias.map_or(T::zero(), |b| b[co]);
         if co + 1 < mn {
@@ -724,45 +728,131 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
             }
         }
         for (ty, txa, txb, rel) in tile_rows(t0, t1, tw) {
-            let len = txb - txa;
             let at = co * n + rel;
-            let mut srows = s.chunks_exact_mut(sw);
-            let mut rows: [&mut [T]; A] = from_fn(|_| srows.next().unwrap());
-            let mut planes = m.chunks(mstride);
-            for sk in rows.iter_mut() {
-                let mut ins = planes.by_ref().take(A).map(|p| &p[at..at + len]);
-                let ins: [&[T]; A] = from_fn(|_| ins.next().unwrap());
-                map_gather::<T, M, A, V>(&ins, sk, len);
+            // SAFETY: channel `co < mn` of `out`, whose pixels of tiles `t0..t1` the caller
+            // lets this call write.
+            let plane = unsafe { out.add(co * hw) };
+            #[cfg(target_arch = "x86_64")]
+            if vector_output {
+                // SAFETY: `T` is `f32`, and the CPU has AVX-512F (`vector_output`); the
+                // plane as above.
+                unsafe {
+                    output_row_avx512::<M, A, V>(
+                        &*(m as *const [T] as *const [f32]),
+                        mstride,
+                        at,
+                        (h, w),
+                        (ty, txa, txb),
+                        *(&b as *const T as *const f32),
+                        relu,
+                        plane as *mut f32,
+                    )
+                };
+                continue;
             }
-            let (x0, x1) = (M * txa, (M * txb).min(w));
-            let cols = x1 - x0;
-            let valid = M.min(h - M * ty);
-            let mut dst: [&mut [T]; M] = from_fn(|r| {
-                if r < valid {
-                    // SAFETY: row `M ty + r < h`, columns `x0..x1` (`x1 <= w`) of plane
-                    // `co < mn`: inside the region the caller vouches for, and pixels of this
-                    // call's tiles; rows differ, so the slices are disjoint.
-                    unsafe {
-                        std::slice::from_raw_parts_mut(
-                            out.add(co * hw + (M * ty + r) * w + x0),
-                            cols,
-                        )
-                    }
-                } else {
-                    &mut srows.next().unwrap()[..cols]
-                }
-            });
-            let src: [&[T]; A] = from_fn(|k| &rows[k][..cols]);
-            // The ReLU fused here saves a pass over the layer's output; `max` is the one
-            // `ops::relu` takes, so the values are bitwise the same.
-            if relu {
-                map_columns(&src, &mut dst, cols, |col| {
-                    V::at(col).map(|y| (y + b).max(T::zero()))
-                });
-            } else {
-                map_columns(&src, &mut dst, cols, |col| V::at(col).map(|y| y + b));
-            }
+            // SAFETY: the plane as above.
+            unsafe {
+                output_row::<T, M, A, V>(m, mstride, at, (h, w), (ty, txa, txb), b, relu, plane, s)
+            };
         }
+    }
+}
+
+/// Writes the output rows of tiles `txa..txb` of tile row `ty` of the `h x w` `plane` (those
+/// inside the image), the tile `tx`'s products at `m[xi * mstride + at + (tx - txa)]`. Scratch
+/// as in `transform_output`.
+///
+/// # Safety
+/// `plane` must be valid for writes of those pixels, which no one else accesses meanwhile.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn output_row<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
+    m: &[T],
+    mstride: usize,
+    at: usize,
+    (h, w): (usize, usize),
+    (ty, txa, txb): (usize, usize, usize),
+    b: T,
+    relu: bool,
+    plane: *mut T,
+    s: &mut [T],
+) {
+    let len = txb - txa;
+    let mut srows = s.chunks_exact_mut(M * w.div_ceil(M));
+    let mut rows: [&mut [T]; A] = from_fn(|_| srows.next().unwrap());
+    let mut planes = m.chunks(mstride);
+    for sk in rows.iter_mut() {
+        let mut ins = planes.by_ref().take(A).map(|p| &p[at..at + len]);
+        let ins: [&[T]; A] = from_fn(|_| ins.next().unwrap());
+        map_gather::<T, M, A, V>(&ins, sk, len);
+    }
+    let (x0, x1) = (M * txa, (M * txb).min(w));
+    let cols = x1 - x0;
+    let valid = M.min(h - M * ty);
+    let mut dst: [&mut [T]; M] = from_fn(|r| {
+        if r < valid {
+            // SAFETY: row `M ty + r < h`, columns `x0..x1` (`x1 <= w`) of the plane: pixels
+            // of this call's tiles, which the caller vouches for; rows differ, so the slices
+            // are disjoint.
+            unsafe { std::slice::from_raw_parts_mut(plane.add((M * ty + r) * w + x0), cols) }
+        } else {
+            &mut srows.next().unwrap()[..cols]
+        }
+    });
+    let src: [&[T]; A] = from_fn(|k| &rows[k][..cols]);
+    // The ReLU fused here saves a pass over the layer's output; `max` is the one `ops::relu`
+    // takes, so the values are bitwise the same.
+    if relu {
+        map_columns(&src, &mut dst, cols, |col| {
+            V::at(col).map(|y| (y + b).max(T::zero()))
+        });
+    } else {
+        map_columns(&src, &mut dst, cols, |col| V::at(col).map(|y| y + b));
+    }
+}
+
+/// `output_row` on AVX-512, in groups of 16 tiles (`output_avx512`): bitwise the same values.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `plane` as for `output_row`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_row_avx512<const M: usize, const A: usize, V: Variant<M, A>>(
+    m: &[f32],
+    mstride: usize,
+    at: usize,
+    (h, w): (usize, usize),
+    (ty, txa, txb): (usize, usize, usize),
+    b: f32,
+    relu: bool,
+    plane: *mut f32,
+) {
+    let len = txb - txa;
+    assert!(
+        len == 0 || (A * A - 1) * mstride + at + len <= m.len(),
+        "products"
+    );
+    assert!(
+        M * ty < h && M * txb.max(1) < w + M,
+        "tile row inside the image"
+    );
+    for g0 in (0..len).step_by(output_avx512::GROUP) {
+        // SAFETY: AVX-512F and the plane (the caller vouches); positions xi < A * A at tiles
+        // below `len` lie inside `m` (asserted above).
+        unsafe {
+            output_avx512::group::<M, A, V>(
+                m.as_ptr().add(at + g0),
+                mstride,
+                output_avx512::GROUP.min(len - g0),
+                (h, w),
+                (ty, txa + g0),
+                b,
+                relu,
+                plane,
+            )
+        };
     }
 }
 
@@ -1120,6 +1210,53 @@ mod tests {
                         bits(&want),
                         "F({M}) {h}x{w} row {ty} {txa}..{txb}"
                     );
+                }
+            }
+        }
+        for (h, w) in [(1, 1), (5, 7), (9, 64), (13, 70), (33, 129), (6, 250)] {
+            check::<2, 4, F2>(h, w);
+            check::<4, 6, F4>(h, w);
+        }
+    }
+
+    /// The AVX-512 output transform against the portable one, as the input transform's test.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_output_transform_is_bitwise_the_portable_one() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512F here: the vector output transform is not exercised");
+            return;
+        }
+        fn check<const M: usize, const A: usize, V: Variant<M, A>>(h: usize, w: usize) {
+            let tw = w.div_ceil(M);
+            let mstride = 3 * tw + 5;
+            let m = to_f32(&noise(A * A * mstride, (h * 71 + w) as u64));
+            let mut s = vec![0f32; (A + M) * M * tw];
+            for ty in 0..h.div_ceil(M) {
+                let ranges = [(0, tw), (tw / 3, tw), (1, tw.min(19))];
+                for (txa, txb) in ranges.into_iter().filter(|(a, b)| a < b) {
+                    for relu in [false, true] {
+                        let at = 2 + txa % 3;
+                        let mut want = vec![f32::NAN; h * w];
+                        let mut got = want.clone();
+                        let (b, hw) = (0.25f32, (h, w));
+                        let tiles = (ty, txa, txb);
+                        // SAFETY: both planes are h x w and exclusively borrowed; the CPU has
+                        // AVX-512F (checked above).
+                        unsafe {
+                            let (want, got) = (want.as_mut_ptr(), got.as_mut_ptr());
+                            output_row::<f32, M, A, V>(
+                                &m, mstride, at, hw, tiles, b, relu, want, &mut s,
+                            );
+                            output_row_avx512::<M, A, V>(&m, mstride, at, hw, tiles, b, relu, got);
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "F({M}) {h}x{w} row {ty} {txa}..{txb}"
+                        );
+                    }
                 }
             }
         }
