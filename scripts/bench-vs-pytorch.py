@@ -24,7 +24,7 @@ Options:
     --weights FILE         default weights/vgg19.npz
     --binary FILE          default target/release/neural-style (built with
                            `cargo build --release` if missing; --build rebuilds first)
-    --keep-kernels SIZE    pass --keep-kernels SIZE to ours (kept Winograd kernels, e.g. 200M)
+    --keep-kernels SIZE    pass --keep-kernels SIZE to ours (auto, the default, 0, or e.g. 200M)
     --engines ours,torch   run only some engines
     --torch-layouts nchw,channels_last
                            PyTorch memory layouts to run (default both); the table compares
