@@ -336,8 +336,8 @@ pub fn plan_job(job: &Job, budget: Option<u64>, keep: KeepKernels) -> Result<Pla
 }
 
 /// [`plan`] within `limit` less the kept kernels: `Bytes(b)` sets `b` aside; `Auto` sets
-/// aside the 512-channel layers' kernels at the largest stage when every stage then still
-/// runs whole, and keeps none otherwise (the plan then as without them).
+/// aside its kernels (see [`KeepKernels::Auto`]) at the stage that needs the most when every
+/// stage then still runs whole, and keeps none otherwise (the plan then as without them).
 pub fn plan_kept(
     job: &Job,
     content: (u32, u32),

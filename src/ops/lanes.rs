@@ -65,3 +65,23 @@ impl<T: Real, const N: usize> Mul<T> for Lanes<T, N> {
         Lanes(self.0.map(|v| v * k))
     }
 }
+
+/// Sixteen `f32` lanes, the width of an AVX-512 register.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type Zmm = Lanes<f32, 16>;
+
+/// The lanes of an AVX-512 register.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn to_lanes(v: std::arch::x86_64::__m512) -> Zmm {
+    // SAFETY: both are 16 f32 values, 64 bytes, every bit pattern valid.
+    unsafe { std::mem::transmute::<std::arch::x86_64::__m512, Zmm>(v) }
+}
+
+/// The AVX-512 register of sixteen lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn to_zmm(v: Zmm) -> std::arch::x86_64::__m512 {
+    // SAFETY: as in `to_lanes`.
+    unsafe { std::mem::transmute::<Zmm, std::arch::x86_64::__m512>(v) }
+}

@@ -1162,8 +1162,33 @@ mod tests {
         }
     }
 
-    /// The AVX-512 input transform against the portable one, tile row by tile row, over
-    /// image sizes that cut groups of 16 tiles and the padding every way: bitwise equal.
+    /// Image sizes that cut groups of 16 tiles and the padding every way.
+    #[cfg(target_arch = "x86_64")]
+    const ROW_SIZES: [(usize, usize); 6] = [(1, 1), (5, 7), (9, 64), (13, 70), (33, 129), (6, 250)];
+
+    /// For each tile row of an `h x w` image with `m x m` tiles, tile ranges from the edges and
+    /// from the middle, and an offset to write them at: `(ty, txa, txb, at)`.
+    #[cfg(target_arch = "x86_64")]
+    fn row_cases(h: usize, w: usize, m: usize) -> Vec<(usize, usize, usize, usize)> {
+        let tw = w.div_ceil(m);
+        (0..h.div_ceil(m))
+            .flat_map(|ty| {
+                [(0, tw), (tw / 3, tw), (1, tw.min(19))]
+                    .into_iter()
+                    .filter(|(a, b)| a < b)
+                    .map(move |(a, b)| (ty, a, b, 2 + a % 3))
+            })
+            .collect()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn assert_bitwise(got: &[f32], want: &[f32], what: String) {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(got), bits(want), "{what}");
+    }
+
+    /// The AVX-512 input transform against the portable one, tile row by tile row: bitwise
+    /// equal.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_input_transform_is_bitwise_the_portable_one() {
@@ -1177,49 +1202,34 @@ mod tests {
             let vstride = 3 * tw + 5;
             let zeros = vec![0f32; w];
             let mut e = vec![0f32; A * M * (tw + 1)];
-            for ty in 0..h.div_ceil(M) {
-                let ranges = [(0, tw), (tw / 3, tw), (1, tw.min(19))];
-                for (txa, txb) in ranges.into_iter().filter(|(a, b)| a < b) {
-                    let at = 2 + txa % 3;
-                    let mut want = vec![f32::NAN; A * A * vstride];
-                    let mut got = want.clone();
-                    input_row::<f32, M, A, V>(
-                        &plane,
-                        (h, w),
-                        (ty, txa, txb),
-                        &mut want,
-                        at,
-                        vstride,
-                        &mut e,
-                        &zeros,
-                    );
-                    // SAFETY: the CPU has AVX-512F (checked above).
-                    unsafe {
-                        input_row_avx512::<M, A, V>(
-                            &plane,
-                            (h, w),
-                            (ty, txa, txb),
-                            &mut got,
-                            at,
-                            vstride,
-                        )
-                    };
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(
-                        bits(&got),
-                        bits(&want),
-                        "F({M}) {h}x{w} row {ty} {txa}..{txb}"
-                    );
-                }
+            for (ty, txa, txb, at) in row_cases(h, w, M) {
+                let tiles = (ty, txa, txb);
+                let mut want = vec![f32::NAN; A * A * vstride];
+                let mut got = want.clone();
+                input_row::<f32, M, A, V>(
+                    &plane,
+                    (h, w),
+                    tiles,
+                    &mut want,
+                    at,
+                    vstride,
+                    &mut e,
+                    &zeros,
+                );
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe {
+                    input_row_avx512::<M, A, V>(&plane, (h, w), tiles, &mut got, at, vstride)
+                };
+                assert_bitwise(&got, &want, format!("F({M}) {h}x{w} row {ty} {txa}..{txb}"));
             }
         }
-        for (h, w) in [(1, 1), (5, 7), (9, 64), (13, 70), (33, 129), (6, 250)] {
+        for (h, w) in ROW_SIZES {
             check::<2, 4, F2>(h, w);
             check::<4, 6, F4>(h, w);
         }
     }
 
-    /// The AVX-512 output transform against the portable one, as the input transform's test.
+    /// The AVX-512 output transform against the portable one, with and without the ReLU.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_output_transform_is_bitwise_the_portable_one() {
@@ -1232,35 +1242,26 @@ mod tests {
             let mstride = 3 * tw + 5;
             let m = to_f32(&noise(A * A * mstride, (h * 71 + w) as u64));
             let mut s = vec![0f32; (A + M) * M * tw];
-            for ty in 0..h.div_ceil(M) {
-                let ranges = [(0, tw), (tw / 3, tw), (1, tw.min(19))];
-                for (txa, txb) in ranges.into_iter().filter(|(a, b)| a < b) {
-                    for relu in [false, true] {
-                        let at = 2 + txa % 3;
-                        let mut want = vec![f32::NAN; h * w];
-                        let mut got = want.clone();
-                        let (b, hw) = (0.25f32, (h, w));
-                        let tiles = (ty, txa, txb);
-                        // SAFETY: both planes are h x w and exclusively borrowed; the CPU has
-                        // AVX-512F (checked above).
-                        unsafe {
-                            let (want, got) = (want.as_mut_ptr(), got.as_mut_ptr());
-                            output_row::<f32, M, A, V>(
-                                &m, mstride, at, hw, tiles, b, relu, want, &mut s,
-                            );
-                            output_row_avx512::<M, A, V>(&m, mstride, at, hw, tiles, b, relu, got);
-                        }
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(
-                            bits(&got),
-                            bits(&want),
-                            "F({M}) {h}x{w} row {ty} {txa}..{txb}"
+            for (ty, txa, txb, at) in row_cases(h, w, M) {
+                for relu in [false, true] {
+                    let (b, hw, tiles) = (0.25f32, (h, w), (ty, txa, txb));
+                    let mut want = vec![f32::NAN; h * w];
+                    let mut got = want.clone();
+                    // SAFETY: both planes are h x w and exclusively borrowed; the CPU has
+                    // AVX-512F (checked above).
+                    unsafe {
+                        let (want, got) = (want.as_mut_ptr(), got.as_mut_ptr());
+                        output_row::<f32, M, A, V>(
+                            &m, mstride, at, hw, tiles, b, relu, want, &mut s,
                         );
+                        output_row_avx512::<M, A, V>(&m, mstride, at, hw, tiles, b, relu, got);
                     }
+                    let what = format!("F({M}) {h}x{w} row {ty} {txa}..{txb} relu {relu}");
+                    assert_bitwise(&got, &want, what);
                 }
             }
         }
-        for (h, w) in [(1, 1), (5, 7), (9, 64), (13, 70), (33, 129), (6, 250)] {
+        for (h, w) in ROW_SIZES {
             check::<2, 4, F2>(h, w);
             check::<4, 6, F4>(h, w);
         }

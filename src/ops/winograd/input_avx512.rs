@@ -11,7 +11,7 @@
 //! it) is the masked-off lanes of the loads.
 
 use super::Variant;
-use crate::ops::lanes::Lanes;
+use crate::ops::lanes::{to_lanes, to_zmm, Zmm};
 use std::arch::x86_64::*;
 
 /// Tiles per group: one vector lane each.
@@ -19,20 +19,6 @@ pub(super) const GROUP: usize = 16;
 
 /// Vectors a row of a group spans at most: `M * GROUP + A - M` values (66 for F(4x4)).
 const SPAN: usize = 5;
-
-type Zmm = Lanes<f32, GROUP>;
-
-#[inline(always)]
-fn to_lanes(v: __m512) -> Zmm {
-    // SAFETY: both are 16 f32 values, 64 bytes, every bit pattern valid.
-    unsafe { std::mem::transmute::<__m512, Zmm>(v) }
-}
-
-#[inline(always)]
-fn to_zmm(v: Zmm) -> __m512 {
-    // SAFETY: as in `to_lanes`.
-    unsafe { std::mem::transmute::<Zmm, __m512>(v) }
-}
 
 /// Lanes `l` with `lo <= l < hi` (clamped to 0..16).
 #[inline(always)]

@@ -9,25 +9,11 @@
 //! stores.
 
 use super::Variant;
-use crate::ops::lanes::Lanes;
+use crate::ops::lanes::{to_lanes, to_zmm, Lanes, Zmm};
 use std::arch::x86_64::*;
 
 /// Tiles per group: one vector lane each.
 pub(super) const GROUP: usize = 16;
-
-type Zmm = Lanes<f32, GROUP>;
-
-#[inline(always)]
-fn to_lanes(v: __m512) -> Zmm {
-    // SAFETY: both are 16 f32 values, 64 bytes, every bit pattern valid.
-    unsafe { std::mem::transmute::<__m512, Zmm>(v) }
-}
-
-#[inline(always)]
-fn to_zmm(v: Zmm) -> __m512 {
-    // SAFETY: as in `to_lanes`.
-    unsafe { std::mem::transmute::<Zmm, __m512>(v) }
-}
 
 /// The first `n` lanes (clamped to 0..16).
 #[inline(always)]
