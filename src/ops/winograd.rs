@@ -37,7 +37,9 @@
 //!
 //! The transforms are separable passes over rows (`B^T` down the columns of a tile row's input
 //! rows, then `B` along the rows at a stride of `m`; `A` along rows, then `A^T` down columns),
-//! written as plain loops over contiguous data that the compiler vectorises. Each channel's
+//! written as plain loops over contiguous data that the compiler vectorises, and for `f32` on
+//! AVX-512 as kernels that hold 16 tiles of a tile row in vector registers (`input_avx512`,
+//! `output_avx512`: the same operations in the same order, so bitwise the same values). Each channel's
 //! rows of a band are short runs in a plane of their own, so the transforms prefetch the next
 //! channel's rows while they work on this one (`simd::prefetch`).
 //!
@@ -50,11 +52,6 @@
 //! which layers use which.
 
 use super::lanes::{Arith, Lanes, LANES};
-
-#[cfg(target_arch = "x86_64")]
-mod input_avx512;
-#[cfg(target_arch = "x86_64")]
-mod output_avx512;
 use super::panel::{panel_product, PANEL};
 use super::scratch::{split, split_len, Scratch};
 use super::simd::{prefetch, widest};
@@ -62,6 +59,11 @@ use super::SharedMut;
 use crate::gemm::Real;
 use rayon::prelude::*;
 use std::array::from_fn;
+
+#[cfg(target_arch = "x86_64")]
+mod input_avx512;
+#[cfg(target_arch = "x86_64")]
+mod output_avx512;
 
 /// Output tile size of a Winograd convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -657,6 +659,7 @@ unsafe fn input_row_avx512<const M: usize, const A: usize, V: Variant<M, A>>(
     vstride: usize,
 ) {
     let len = txb - txa;
+    assert!((M, A) == (2, 4) || (M, A) == (4, 6), "Winograd variant");
     assert!(plane.len() >= h * w, "input plane");
     assert!(
         len == 0 || (A * A - 1) * vstride + at + len <= v.len(),
@@ -830,6 +833,7 @@ unsafe fn output_row_avx512<const M: usize, const A: usize, V: Variant<M, A>>(
     plane: *mut f32,
 ) {
     let len = txb - txa;
+    assert!((M, A) == (2, 4) || (M, A) == (4, 6), "Winograd variant");
     assert!(
         len == 0 || (A * A - 1) * mstride + at + len <= m.len(),
         "products"

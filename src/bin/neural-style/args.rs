@@ -151,8 +151,9 @@ pub struct RunOptions {
     /// Memory to spend on keeping the network's transformed Winograd kernels between steps,
     /// deepest layers first, set aside from --max-memory's: each kept kernel saves its
     /// transform on every step (about 1 ms for a 512-channel layer). The same results. auto:
-    /// the 512-channel layers' (151 MB) when the painting still runs untiled with them, else
-    /// none; a size (e.g. 300M) keeps up to that much; 0 keeps none.
+    /// the F(2x2) kernels of the maps under 64 x 64 (151 MB at 256 px, 34 MB at 512, none
+    /// from 1024) when the painting still runs untiled with them, else none; a size (e.g.
+    /// 300M) keeps up to that much; 0 keeps none.
     #[arg(long, value_parser = parse_keep, default_value = "auto")]
     pub keep_kernels: KeepKernels,
     /// VGG-19 weights in the project's .npz format.
@@ -304,12 +305,14 @@ fn parse_memory(s: &str) -> std::result::Result<u64, String> {
     neural_style::memory::parse_size(s).map_err(|e| e.to_string())
 }
 
-/// A memory size, or 0 for none.
+/// `auto`, a memory size, or 0 for none.
 fn parse_keep(s: &str) -> std::result::Result<KeepKernels, String> {
     match s.trim() {
         "auto" => Ok(KeepKernels::Auto),
         "0" => Ok(KeepKernels::Bytes(0)),
-        _ => parse_memory(s).map(KeepKernels::Bytes),
+        _ => parse_memory(s)
+            .map(KeepKernels::Bytes)
+            .map_err(|e| format!("{e} (or auto, or 0 for none)")),
     }
 }
 

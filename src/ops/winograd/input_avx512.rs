@@ -50,7 +50,7 @@ pub(super) unsafe fn group<const M: usize, const A: usize, V: Variant<M, A>>(
     v: *mut f32,
     vstride: usize,
 ) {
-    debug_assert!(plane.len() >= h * w && count <= GROUP && (M, A) != (0, 0));
+    debug_assert!(plane.len() >= h * w && count <= GROUP);
     let span = (M * GROUP + A - M).div_ceil(16);
     // Image column of the first value of the windows (the padding column left of the image
     // for the first tile).
