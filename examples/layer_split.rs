@@ -2,6 +2,9 @@
 //! kernel transform, Winograd conv with a ready kernel, GEMM-only at the same task grid, ReLU;
 //! Gram and style-gradient products separately.
 //! Run: `cargo run --release --example layer_split` (see docs/performance-limit.md).
+mod common;
+
+use common::noise;
 use neural_style::gemm::{gemm_into, par_gemm, MatRef};
 use neural_style::loss::gram_into;
 use neural_style::ops::conv::winograd_tile;
@@ -12,18 +15,6 @@ use neural_style::ops::{
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
-
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {
     f();

@@ -3,6 +3,9 @@
 //! alternating, min of runs (2 threads). Run:
 //! `cargo run --release --example panel_vs_gemm -- 512 7 [32]` (size, runs, tiles per band
 //! over 128 input channels for F(4x4), over 256 for F(2x2)).
+mod common;
+
+use common::noise;
 use neural_style::gemm::{gemm_into, MatRef};
 use neural_style::ops::conv::winograd_tile;
 use neural_style::ops::panel::{panel_product, PANEL};
@@ -10,18 +13,6 @@ use neural_style::ops::{Scratch, Tile};
 use rayon::prelude::*;
 use std::hint::black_box;
 use std::time::Instant;
-
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn time(f: &mut impl FnMut()) -> f64 {
     let t = Instant::now();

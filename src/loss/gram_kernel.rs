@@ -32,9 +32,7 @@ pub(super) fn gram_block<T: 'static>(
     ld: usize,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx512f")
-    {
+    if crate::ops::simd::avx512_f32::<T>() {
         assert!(
             i0 < i1 && j0 < j1 && p0 < p1 && p1 <= n,
             "gram block ranges"

@@ -9,7 +9,7 @@ pub mod panel;
 pub mod pool;
 pub mod relu;
 pub mod scratch;
-mod simd;
+pub(crate) mod simd;
 pub mod winograd;
 
 pub use conv::{

@@ -32,6 +32,15 @@ pub(crate) fn widest<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether `T` is `f32` and this CPU has AVX-512F: the condition of the hand-written `f32`
+/// kernels (the Winograd transforms' groups, the Gram blocks).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn avx512_f32<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// Asks the CPU to start loading the cache lines of `len` elements from `p` (a hint: no
 /// memory is read or written, and an address outside any allocation is harmless). The
 /// Winograd transforms call it for the next channel's rows: each row they touch is a run of a

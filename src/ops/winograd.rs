@@ -563,8 +563,7 @@ fn transform_input<T: Real, const M: usize, const A: usize, V: Variant<M, A>>(
 ) {
     let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
     #[cfg(target_arch = "x86_64")]
-    let vector_input = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx512f");
+    let vector_input = super::simd::avx512_f32::<T>();
     for ci in 0..cin {
         let plane = &input[ci * hw..][..hw];
         if ci + 1 < cin {
@@ -713,8 +712,7 @@ unsafe fn transform_output<T: Real, const M: usize, const A: usize, V: Variant<M
 ) {
     let (hw, tw, n) = (h * w, w.div_ceil(M), t1 - t0);
     #[cfg(target_arch = "x86_64")]
-    let vector_output = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx512f");
+    let vector_output = super::simd::avx512_f32::<T>();
     for co in 0..mn {
         let b = bias.map_or(T::zero(), |b| b[co]);
         if co + 1 < mn {
